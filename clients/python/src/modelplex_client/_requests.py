@@ -1,0 +1,102 @@
+"""Request building and error translation shared by the sync and asyncio clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import grpc
+from google.protobuf import struct_pb2
+
+from modelplex_client.pb import common_pb2, image_classification_pb2, models_pb2
+
+__all__ = [
+    "ImageLike",
+    "ServerError",
+    "channel_options",
+    "classify_request",
+    "load_request",
+    "server_error",
+    "to_image",
+]
+
+ImageLike = Union[bytes, str, os.PathLike, common_pb2.Tensor, Any]
+"""An encoded image's bytes, the path of an image file, a ``Tensor`` message,
+or an array-like (numpy, torch) of the model's input shape, sent as FLOAT32."""
+
+
+class ServerError(Exception):
+    """A call failed on the server, with its gRPC status code and message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def server_error(err: grpc.RpcError) -> ServerError:
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    return ServerError(code, details or "")
+
+
+def channel_options(max_message_mb: float) -> list[tuple[str, int]]:
+    size = int(max_message_mb * 1024 * 1024)
+    return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+
+
+def to_image(image: ImageLike) -> image_classification_pb2.Image:
+    if isinstance(image, bytes | bytearray | memoryview):
+        return image_classification_pb2.Image(encoded=bytes(image))
+    if isinstance(image, str | os.PathLike):
+        return image_classification_pb2.Image(encoded=Path(image).read_bytes())
+    if isinstance(image, common_pb2.Tensor):
+        return image_classification_pb2.Image(tensor=image)
+    if hasattr(image, "__array__") or hasattr(image, "numpy"):
+        import numpy as np  # only needed when a caller passes arrays
+
+        array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+        array = np.ascontiguousarray(array, dtype="<f4")
+        return image_classification_pb2.Image(
+            tensor=common_pb2.Tensor(shape=list(array.shape), dtype=common_pb2.FLOAT32, data=array.tobytes())
+        )
+    raise TypeError(f"cannot send {type(image).__name__} as an image: pass bytes, a path, a Tensor or an array")
+
+
+def classify_request(
+    images: Iterable[ImageLike], model: str, top_k: int, request_id: str
+) -> image_classification_pb2.ClassifyRequest:
+    return image_classification_pb2.ClassifyRequest(
+        model=model, request_id=request_id, top_k=top_k, images=[to_image(i) for i in images]
+    )
+
+
+def load_request(
+    spec: str,
+    *,
+    name: str = "",
+    variant: str = "",
+    weights: str = "",
+    devices: Sequence[str] = (),
+    instances_per_device: int = 0,
+    settings: Mapping[str, Any] | None = None,
+    max_batch_size: int = 0,
+    max_batch_delay_ms: float = 0.0,
+) -> models_pb2.LoadModelRequest:
+    req = models_pb2.LoadModelRequest(
+        model=name,
+        spec=spec,
+        variant=variant,
+        weights=weights,
+        devices=list(devices),
+        instances_per_device=instances_per_device,
+        max_batch_size=max_batch_size,
+        max_batch_delay_ms=max_batch_delay_ms,
+    )
+    if settings:
+        s = struct_pb2.Struct()
+        s.update(dict(settings))
+        req.settings.CopyFrom(s)
+    return req

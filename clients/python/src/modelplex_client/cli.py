@@ -1,0 +1,118 @@
+"""The ``modelplex`` command: ``serve`` runs a server (needs the server package);
+the other commands talk to a running server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from modelplex_client._requests import ServerError
+from modelplex_client.client import Client
+from modelplex_client.pb import common_pb2, models_pb2
+
+__all__ = ["main"]
+
+
+def _json(message: Any) -> str:
+    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _cmd_models(client: Client, args: argparse.Namespace) -> None:
+    models = client.list_models()
+    if args.json:
+        for m in models:
+            print(_json(m))
+        return
+    if not models:
+        print("no models loaded")
+    for m in models:
+        weights = models_pb2.WeightsSource.Name(m.weights.source)
+        devices = ", ".join(i.device for i in m.instances)
+        task = common_pb2.Task.Name(m.task).lower()
+        state = models_pb2.ModelState.Name(m.state).lower()
+        print(f"{m.name:24} {task:22} {state:8} {m.spec}/{m.variant}  weights={weights.lower()}  devices=[{devices}]")
+
+
+def _cmd_plugins(client: Client, args: argparse.Namespace) -> None:
+    plugins = client.list_plugins()
+    if args.json:
+        for p in plugins:
+            print(_json(p))
+        return
+    for p in plugins:
+        state = models_pb2.PluginState.Name(p.state).lower()
+        dist = f"{p.distribution} {p.version}".strip()
+        print(f"{p.name:16} {state:8} {dist}")
+        if p.error:
+            print(f"    error: {p.error}")
+        if p.specs:
+            print("    specs: " + ", ".join(s.name for s in p.specs))
+
+
+def _cmd_classify(client: Client, args: argparse.Namespace) -> None:
+    results = client.classify([Path(p) for p in args.images], model=args.model, top_k=args.top_k)
+    for path, classes in zip(args.images, results, strict=True):
+        if args.json:
+            print(json.dumps({"image": path, "classes": [
+                {"index": c.index, "label": c.label, "score": c.score} for c in classes
+            ]}))
+            continue
+        print(path)
+        for c in classes:
+            print(f"  {c.score:7.2%}  {c.label} ({c.index})")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelplex", description="Serve and call models over gRPC.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run a server (see `modelplex serve --help`)", add_help=False)
+
+    def client_command(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
+        c.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+        c.add_argument("--json", action="store_true", help="one JSON object per line")
+        return c
+
+    client_command("models", "list the loaded models")
+    client_command("plugins", "list the discovered plugins and their specs")
+    c = client_command("classify", "classify image files")
+    c.add_argument("images", nargs="+", help="JPEG, PNG, WebP or BMP files")
+    c.add_argument("--model", required=True)
+    c.add_argument("--top-k", type=int, default=5)
+    return p
+
+
+_COMMANDS = {"models": _cmd_models, "plugins": _cmd_plugins, "classify": _cmd_classify}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        try:
+            from modelplex.server.cli import main as serve
+        except ImportError:
+            print("modelplex: `serve` needs the server: pip install modelplex", file=sys.stderr)
+            return 2
+        return serve(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        with Client(args.server, timeout=args.timeout) as client:
+            _COMMANDS[args.command](client, args)
+    except ServerError as e:
+        print(f"modelplex: {e.code.name}: {e.details}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"modelplex: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from modelplex_client._requests import (
+    ImageLike,
+    channel_options,
+    classify_request,
+    load_request,
+    server_error,
+)
+from modelplex_client.pb import (
+    image_classification_pb2,
+    image_classification_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A blocking client of one modelplex server. Thread-safe; use as a context manager.
+
+    Every method raises :class:`modelplex_client.ServerError` (with the gRPC
+    status ``code`` and ``details``) when the server refuses or fails a call.
+    """
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        timeout: float | None = None,
+        max_message_mb: float = 64,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = channel or grpc.insecure_channel(target, options=channel_options(max_message_mb))
+        self._models = models_pb2_grpc.ModelRepositoryStub(self._channel)
+        self._classification = image_classification_pb2_grpc.ImageClassificationStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise server_error(e) from None
+
+    def list_models(self, *, timeout: float | None = None) -> list[models_pb2.ModelInfo]:
+        """Every model on the server, with its state, weights and instances."""
+        return list(self._call(self._models.ListModels, models_pb2.ListModelsRequest(), timeout).models)
+
+    def get_model(self, model: str, *, timeout: float | None = None) -> models_pb2.ModelInfo:
+        return self._call(self._models.GetModel, models_pb2.GetModelRequest(model=model), timeout)
+
+    def load_model(self, spec: str, *, timeout: float | None = None, **options: Any) -> models_pb2.ModelInfo:
+        """Load a model from a registered spec; ``options`` are those of LoadModelRequest
+        (name, variant, weights, devices, instances_per_device, settings, max_batch_size, ...)."""
+        return self._call(self._models.LoadModel, load_request(spec, **options), timeout)
+
+    def unload_model(self, model: str, *, timeout: float | None = None) -> None:
+        self._call(self._models.UnloadModel, models_pb2.UnloadModelRequest(model=model), timeout)
+
+    def list_plugins(self, *, timeout: float | None = None) -> list[models_pb2.PluginInfo]:
+        return list(self._call(self._models.ListPlugins, models_pb2.ListPluginsRequest(), timeout).plugins)
+
+    def classify(
+        self,
+        images: Iterable[ImageLike],
+        *,
+        model: str,
+        top_k: int = 5,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> list[Sequence[image_classification_pb2.ClassScore]]:
+        """Classify a batch of images; one top-k list (best first) per image."""
+        request = classify_request(images, model, top_k, request_id)
+        response = self._call(self._classification.Classify, request, timeout)
+        return [r.classes for r in response.results]
+
+    def classify_request(
+        self, request: image_classification_pb2.ClassifyRequest, *, timeout: float | None = None
+    ) -> image_classification_pb2.ClassifyResponse:
+        """Send a ClassifyRequest as built; the whole response."""
+        return self._call(self._classification.Classify, request, timeout)
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The grpc.health.v1 status name of the server (""), a service, or a model
+        (``"modelplex.model/NAME"``): SERVING, NOT_SERVING, SERVICE_UNKNOWN."""
+        response = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

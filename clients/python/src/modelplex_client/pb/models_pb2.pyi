@@ -1,0 +1,193 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from modelplex_client.pb import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WeightsSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEIGHTS_SOURCE_UNSPECIFIED: _ClassVar[WeightsSource]
+    PRETRAINED: _ClassVar[WeightsSource]
+    CHECKPOINT: _ClassVar[WeightsSource]
+    RANDOM: _ClassVar[WeightsSource]
+
+class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
+    LOADING: _ClassVar[ModelState]
+    READY: _ClassVar[ModelState]
+    FAILED: _ClassVar[ModelState]
+    UNLOADING: _ClassVar[ModelState]
+
+class PluginState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLUGIN_STATE_UNSPECIFIED: _ClassVar[PluginState]
+    ACTIVE: _ClassVar[PluginState]
+    BROKEN: _ClassVar[PluginState]
+    SKIPPED: _ClassVar[PluginState]
+WEIGHTS_SOURCE_UNSPECIFIED: WeightsSource
+PRETRAINED: WeightsSource
+CHECKPOINT: WeightsSource
+RANDOM: WeightsSource
+MODEL_STATE_UNSPECIFIED: ModelState
+LOADING: ModelState
+READY: ModelState
+FAILED: ModelState
+UNLOADING: ModelState
+PLUGIN_STATE_UNSPECIFIED: PluginState
+ACTIVE: PluginState
+BROKEN: PluginState
+SKIPPED: PluginState
+
+class Weights(_message.Message):
+    __slots__ = ("source", "uri")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    source: WeightsSource
+    uri: str
+    def __init__(self, source: _Optional[_Union[WeightsSource, str]] = ..., uri: _Optional[str] = ...) -> None: ...
+
+class InstanceInfo(_message.Message):
+    __slots__ = ("device", "memory_bytes", "busy", "completed")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    memory_bytes: int
+    busy: int
+    completed: int
+    def __init__(self, device: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., busy: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "spec", "plugin", "variant", "task", "state", "weights", "instances", "error", "num_classes", "max_batch_size", "description", "input_shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: str
+    plugin: str
+    variant: str
+    task: _common_pb2.Task
+    state: ModelState
+    weights: Weights
+    instances: _containers.RepeatedCompositeFieldContainer[InstanceInfo]
+    error: str
+    num_classes: int
+    max_batch_size: int
+    description: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., plugin: _Optional[str] = ..., variant: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., error: _Optional[str] = ..., num_classes: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., description: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _common_pb2.Task
+    def __init__(self, task: _Optional[_Union[_common_pb2.Task, str]] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("model", "spec", "variant", "weights", "devices", "instances_per_device", "settings", "max_batch_size", "max_batch_delay_ms")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_PER_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    spec: str
+    variant: str
+    weights: str
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    instances_per_device: int
+    settings: _struct_pb2.Struct
+    max_batch_size: int
+    max_batch_delay_ms: float
+    def __init__(self, model: _Optional[str] = ..., spec: _Optional[str] = ..., variant: _Optional[str] = ..., weights: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances_per_device: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[float] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPluginsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VariantInfo(_message.Message):
+    __slots__ = ("name", "description", "is_default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    is_default: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class SpecInfo(_message.Message):
+    __slots__ = ("name", "task", "description", "variants")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    task: _common_pb2.Task
+    description: str
+    variants: _containers.RepeatedCompositeFieldContainer[VariantInfo]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., description: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ...) -> None: ...
+
+class PluginInfo(_message.Message):
+    __slots__ = ("name", "distribution", "version", "state", "error", "specs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    distribution: str
+    version: str
+    state: PluginState
+    error: str
+    specs: _containers.RepeatedCompositeFieldContainer[SpecInfo]
+    def __init__(self, name: _Optional[str] = ..., distribution: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., error: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[SpecInfo, _Mapping]]] = ...) -> None: ...
+
+class ListPluginsResponse(_message.Message):
+    __slots__ = ("plugins",)
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    plugins: _containers.RepeatedCompositeFieldContainer[PluginInfo]
+    def __init__(self, plugins: _Optional[_Iterable[_Union[PluginInfo, _Mapping]]] = ...) -> None: ...

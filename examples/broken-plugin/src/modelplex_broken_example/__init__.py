@@ -1,0 +1,1 @@
+"""A deliberately broken modelplex plugin (used by the tests)."""

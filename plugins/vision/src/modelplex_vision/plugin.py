@@ -1,0 +1,76 @@
+"""The modelplex entry point: registers one image-classification spec per architecture.
+
+Importing this module imports neither torch nor torchvision: the specs are built from
+the static :mod:`modelplex_vision.catalog`, and the classifier module is imported
+only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from modelplex import (
+    ImagePreprocessing,
+    LoadContext,
+    ModelSpec,
+    Task,
+    Variant,
+    VariantMeta,
+    hookimpl,
+)
+from modelplex_vision.catalog import ARCHITECTURES, Architecture, WeightsVariant
+from modelplex_vision.settings import VisionSettings
+
+if TYPE_CHECKING:
+    from modelplex_vision.classifier import TorchvisionClassifier
+
+__all__ = ["build_specs", "register_models"]
+
+
+def _build_classifier(arch: Architecture, ctx: LoadContext) -> TorchvisionClassifier:
+    from modelplex_vision.classifier import TorchvisionClassifier
+
+    return TorchvisionClassifier(arch, ctx)
+
+
+def _variant(arch: Architecture, w: WeightsVariant) -> Variant:
+    meta = VariantMeta(
+        num_classes=w.num_classes,
+        input_shape=(3, w.crop_size, w.crop_size),
+        preprocessing=ImagePreprocessing(
+            crop_size=w.crop_size,
+            resize_size=w.resize_size,
+            mean=w.mean,
+            std=w.std,
+            interpolation=w.interpolation,
+        ),
+        num_params=w.num_params,
+        recipe=w.recipe,
+    )
+    return Variant(name=w.name, weights=arch.weights_id(w.name), meta=meta, description=w.note)
+
+
+def _spec(arch: Architecture) -> ModelSpec:
+    return ModelSpec(
+        name=arch.name,
+        task=Task.IMAGE_CLASSIFICATION,
+        factory=partial(_build_classifier, arch),
+        variants=tuple(_variant(arch, w) for w in arch.variants),
+        default_variant=arch.default,
+        settings=VisionSettings,
+        description=f"{arch.title} image classifier (torchvision.models.{arch.builder})",
+    )
+
+
+def build_specs() -> list[ModelSpec]:
+    """The specs this plugin registers, one per architecture of the catalog."""
+    return [_spec(arch) for arch in ARCHITECTURES]
+
+
+@hookimpl
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register every torchvision classifier of the catalog."""
+    for spec in build_specs():
+        register(spec)

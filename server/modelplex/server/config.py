@@ -1,0 +1,187 @@
+"""The server's configuration: a TOML file, validated by typed settings.
+
+Precedence, lowest first: the file (or the built-in demo profile when none is
+given), then ``MODELPLEX_<SECTION>__<KEY>`` environment variables (for the
+``server`` and ``plugins`` sections), then CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelplex.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ModelConfig",
+    "PluginSettings",
+    "ServerSettings",
+    "load_config",
+    "demo_config_text",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Strict):
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; ``0.0.0.0`` for all."""
+    port: int = Field(50051, ge=0, le=65535)
+    """TCP port; 0 picks a free one (it is logged)."""
+    max_message_mb: float = Field(64.0, gt=0)
+    """Largest request or response message, in MiB; larger ones get RESOURCE_EXHAUSTED."""
+    grace_period_s: float = Field(10.0, ge=0)
+    """On shutdown, how long in-flight calls may take to finish."""
+    allow_runtime_loading: bool = True
+    """Whether LoadModel and UnloadModel are served (FAILED_PRECONDITION when off)."""
+    allow_download: bool = False
+    """Whether pretrained weights missing from the local cache may be downloaded at load time."""
+    max_concurrent_rpcs: int | None = Field(None, gt=0)
+    """Calls in progress at once before new ones get RESOURCE_EXHAUSTED; None for no limit."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class PluginSettings(_Strict):
+    """The ``[plugins]`` table: which entry points of group ``modelplex`` are loaded."""
+
+    autoload: bool = True
+    """Load every installed plugin. When false, only those named in ``allow`` are loaded."""
+    allow: list[str] = []
+    """Entry-point names to load; empty means all (when autoload is on)."""
+    block: list[str] = []
+    """Entry-point names never to load."""
+    strict: bool = False
+    """Refuse to start if any plugin fails to import or register."""
+
+
+class ModelConfig(_Strict):
+    """One ``[[models]]`` entry: a model to load at startup."""
+
+    spec: str
+    """The spec a plugin registered, e.g. ``"resnet18"``."""
+    name: str = ""
+    """The name clients use; defaults to the spec name."""
+    variant: str | None = None
+    """The spec's variant; None for its default."""
+    weights: str = "pretrained"
+    """``"pretrained"``, ``"random"``, or the path of a local checkpoint file or folder."""
+    devices: list[str] = ["auto"]
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (least-loaded GPU by free memory, else cpu)."""
+    instances_per_device: int = Field(1, ge=1, le=64)
+    """Copies of the model on each listed device, each with its own worker thread."""
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    """Largest batch one forward pass takes; 1 turns dynamic batching off."""
+    max_batch_delay_ms: float = Field(0.0, ge=0, le=10_000)
+    """How long a worker waits for a batch to fill once it has a request. 0 takes what is
+    queued when the worker is free, which adds no latency to a lone request."""
+    max_queue_size: int = Field(256, ge=1)
+    """Requests waiting per model before new ones get RESOURCE_EXHAUSTED."""
+    max_images_per_request: int = Field(64, ge=1)
+    """Images one Classify request may carry."""
+    settings: dict[str, Any] = {}
+    """The spec's own settings, validated by its plugin's settings model."""
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one device")
+        return v
+
+    @property
+    def served_name(self) -> str:
+        return self.name or self.spec
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    server: ServerSettings = ServerSettings()
+    plugins: PluginSettings = PluginSettings()
+    models: list[ModelConfig] = []
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, v: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for m in v:
+            if m.served_name in seen:
+                raise ValueError(f"two models are named {m.served_name!r}; set a distinct `name`")
+            seen.add(m.served_name)
+        return v
+
+
+def demo_config_text() -> str:
+    """The built-in demo profile: small models with random weights, no model hub needed."""
+    return resources.files("modelplex").joinpath("demo.toml").read_text()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in environ.items():
+        if not key.startswith("MODELPLEX_") or "__" not in key:
+            continue
+        section, _, field = key[len("MODELPLEX_") :].lower().partition("__")
+        if section not in ("server", "plugins"):
+            continue
+        parsed: Any = value
+        if section == "plugins" and field in ("allow", "block"):
+            parsed = [s.strip() for s in value.split(",") if s.strip()]
+        out.setdefault(section, {})[field] = parsed
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Read ``path`` (or the demo profile), apply environment and CLI overrides, validate.
+
+    Raises ConfigError naming the file and every bad key.
+    """
+    if path is None:
+        text, source = demo_config_text(), "the built-in demo profile"
+    else:
+        try:
+            text, source = Path(path).read_text(), str(path)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source} is not valid TOML: {e}") from None
+    layers = [_env_overrides(os.environ if environ is None else environ), overrides or {}]
+    for layer in layers:
+        for section, values in layer.items():
+            if section == "models":
+                data["models"] = list(values)  # type: ignore[arg-type]
+            else:
+                data.setdefault(section, {}).update(values)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None

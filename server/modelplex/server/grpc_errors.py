@@ -1,0 +1,60 @@
+"""The one place where modelplex errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc import aio
+
+from modelplex import errors
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STATUS_CODES", "status_of", "grpc_errors"]
+
+STATUS_CODES: dict[type[errors.ModelplexError], grpc.StatusCode] = {
+    errors.ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
+    errors.ModelExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    errors.WrongTaskError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.WeightsNotFoundError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.RuntimeLoadingDisabledError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
+    errors.QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.InferenceError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_of(exc: BaseException) -> grpc.StatusCode:
+    """The status code of an exception: its class's, or its nearest base's; INTERNAL otherwise."""
+    for cls in type(exc).__mro__:
+        code = STATUS_CODES.get(cls)  # type: ignore[arg-type]
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def grpc_errors(method: F) -> F:
+    """Wrap a unary servicer method: a raised error aborts the call with its status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except errors.ModelplexError as e:
+            await context.abort(status_of(e), str(e))
+        except Exception as e:
+            log.exception("unexpected error in %s", method.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+    return wrapper  # type: ignore[return-value]

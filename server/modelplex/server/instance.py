@@ -1,0 +1,75 @@
+"""One instance of a model: one device, one worker thread, one task object."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from modelplex.errors import ModelLoadError, ModelplexError
+from modelplex.specs import LoadContext
+from modelplex.tasks import TaskModel
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+__all__ = ["Instance"]
+
+
+class Instance:
+    """Runs everything of one model copy on its own thread, so that the event
+    loop never runs model code and instances on different devices run in
+    parallel (torch releases the GIL inside its ops)."""
+
+    def __init__(self, model_name: str, device: str, index: int) -> None:
+        self.device = device
+        self.index = index
+        self.model: TaskModel | None = None
+        self.busy = 0
+        self.completed = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"modelplex-{model_name}-{device}-{index}")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on this instance's thread."""
+        self.busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self.busy -= 1
+            self.completed += 1
+
+    async def load(self, factory: Callable[[LoadContext], TaskModel], ctx: LoadContext) -> None:
+        """Build the task object with the spec's factory, load and warm it up, on this thread."""
+
+        def build() -> TaskModel:
+            model = factory(ctx)
+            model.load()
+            model.warmup()
+            return model
+
+        try:
+            self.model = await self.run(build)
+        except ModelplexError:
+            raise
+        except Exception as e:  # a factory may fail in any way; say where
+            log.exception("loading %s on %s failed", ctx.model_name, self.device)
+            raise ModelLoadError(f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}") from e
+        finally:
+            self.completed = 0
+
+    def memory_bytes(self) -> int:
+        return self.model.memory_bytes() if self.model is not None else 0
+
+    async def close(self) -> None:
+        """Unload the task object (on its thread) and stop the thread."""
+        model, self.model = self.model, None
+        try:
+            if model is not None:
+                await self.run(model.unload)
+        except Exception:
+            log.exception("unloading the instance on %s failed", self.device)
+        finally:
+            self._executor.shutdown(wait=False)

@@ -1,0 +1,225 @@
+"""The model registry: what is loaded, in what state, on which devices.
+
+It knows no gRPC. Loading validates everything it can first (spec, variant,
+settings, devices, checkpoint path) and raises ConfigError before any weight
+is read; then it builds every instance in parallel, each on its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ValidationError
+
+from modelplex.errors import (
+    ConfigError,
+    ModelExistsError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    WeightsNotFoundError,
+    WrongTaskError,
+)
+from modelplex.server.config import ModelConfig
+from modelplex.server.devices import DeviceInventory, place
+from modelplex.server.instance import Instance
+from modelplex.server.plugins import PluginSet
+from modelplex.server.runtimes import RUNTIMES, TaskRuntime
+from modelplex.specs import LoadContext, ModelSpec, Task, Variant, WeightsChoice, WeightsSource
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LoadedModel", "ModelRegistry", "ModelState", "Plan"]
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+
+
+@dataclass
+class Plan:
+    """A validated model config: everything needed to load, nothing loaded yet."""
+
+    name: str
+    config: ModelConfig
+    spec: ModelSpec
+    plugin: str
+    variant: Variant
+    weights: WeightsChoice
+    settings: BaseModel
+    devices: list[str]
+
+
+@dataclass
+class LoadedModel:
+    """A model in the registry, from the start of its loading to its unloading."""
+
+    plan: Plan
+    state: ModelState = ModelState.LOADING
+    instances: list[Instance] = field(default_factory=list)
+    runtime: TaskRuntime | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def task(self) -> Task:
+        return self.plan.spec.task
+
+
+StateListener = Callable[[str, bool], None]
+"""Called with (model name, serving?) whenever a model becomes ready or stops serving."""
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        plugins: PluginSet,
+        inventory: DeviceInventory,
+        *,
+        allow_download: bool = False,
+        on_state: StateListener | None = None,
+    ) -> None:
+        self.plugins = plugins
+        self.inventory = inventory
+        self.allow_download = allow_download
+        self._models: dict[str, LoadedModel] = {}
+        self._on_state = on_state or (lambda name, serving: None)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def list(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def describe(self, name: str) -> LoadedModel:
+        """The model of that name in any state; ModelNotFoundError if there is none."""
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(self._not_found(name))
+        return model
+
+    def get(self, name: str, task: Task) -> TaskRuntime:
+        """The runtime of a ready model serving ``task``, or the precise error why not."""
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(self._not_found(name))
+        if model.plan.spec.task is not task:
+            raise WrongTaskError(
+                f"model {name!r} serves {model.plan.spec.task.value}, not {task.value}; "
+                f"call the {model.plan.spec.task.value} service instead"
+            )
+        if model.state is not ModelState.READY or model.runtime is None:
+            raise ModelNotReadyError(f"model {name!r} is {model.state.value}; retry when it is ready")
+        return model.runtime
+
+    def _not_found(self, name: str) -> str:
+        if not name:
+            return "the request names no model: set `model`"
+        loaded = ", ".join(sorted(self._models)) or "none"
+        return f"no model named {name!r} is loaded; loaded models: {loaded}"
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def plan(self, config: ModelConfig) -> Plan:
+        """Validate a model config against the registered specs and this machine's devices."""
+        name = config.served_name
+        where = f"model {name!r}"
+        try:
+            spec, plugin = self.plugins.spec(config.spec)
+        except KeyError as e:
+            raise ConfigError(f"{where}: {e.args[0]}") from None
+        try:
+            variant = spec.variant(config.variant)
+        except KeyError as e:
+            raise ConfigError(f"{where}: {e.args[0]}") from None
+        try:
+            settings = spec.settings.model_validate(config.settings)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"settings.{'.'.join(str(p) for p in err['loc'])}: "
+                + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+                for err in e.errors()
+            )
+            raise ConfigError(f"{where}: {problems}") from None
+        weights = WeightsChoice.parse(config.weights, allow_download=self.allow_download)
+        if weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists():
+            raise WeightsNotFoundError(
+                f"{where}: checkpoint {weights.path} does not exist. Give the path of a saved state_dict "
+                f"(.pt/.pth/.safetensors) or model folder, weights = \"pretrained\", or weights = \"random\"."
+            )
+        try:
+            devices = place(config.devices, config.instances_per_device, self.inventory)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if spec.task not in RUNTIMES:
+            raise ConfigError(f"{where}: task {spec.task.value} is not served by this version of modelplex")
+        return Plan(name, config, spec, plugin, variant, weights, settings, devices)
+
+    async def load(self, config: ModelConfig) -> LoadedModel:
+        """Plan and load a model; returns once it is READY. Raises ConfigError,
+        ModelExistsError or ModelLoadError; a failed model leaves no trace."""
+        plan = self.plan(config)
+        if plan.name in self._models:
+            raise ModelExistsError(f"a model named {plan.name!r} is already loaded; unload it or pick another name")
+        model = LoadedModel(plan)
+        self._models[plan.name] = model
+        log.info(
+            "loading %r (spec %s, variant %s, weights %s) on %s",
+            plan.name, plan.spec.name, plan.variant.name, plan.weights.describe(), ", ".join(plan.devices),
+        )
+        model.instances = [Instance(plan.name, d, i) for i, d in enumerate(plan.devices)]
+        try:
+            await asyncio.gather(*(self._load_instance(plan, inst) for inst in model.instances))
+            model.runtime = RUNTIMES[plan.spec.task](plan.name, plan.config, model.instances)
+        except BaseException as e:
+            del self._models[plan.name]
+            await asyncio.gather(*(inst.close() for inst in model.instances))
+            if isinstance(e, ModelLoadError | ConfigError) or not isinstance(e, Exception):
+                raise
+            raise ModelLoadError(f"loading {plan.name!r} failed: {type(e).__name__}: {e}") from e
+        model.runtime.start()
+        model.state = ModelState.READY
+        self._on_state(plan.name, True)
+        log.info("model %r is ready", plan.name)
+        return model
+
+    async def _load_instance(self, plan: Plan, inst: Instance) -> None:
+        ctx = LoadContext(
+            model_name=plan.name,
+            spec=plan.spec,
+            variant=plan.variant,
+            weights=plan.weights,
+            device=inst.device,
+            settings=plan.settings,
+            max_batch_size=plan.config.max_batch_size,
+        )
+        await inst.load(plan.spec.factory, ctx)
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name``: queued requests fail UNAVAILABLE, running ones finish first."""
+        model = self.describe(name)
+        if model.state is not ModelState.READY:
+            raise ModelNotReadyError(f"model {name!r} is {model.state.value}; it cannot be unloaded now")
+        model.state = ModelState.UNLOADING
+        self._on_state(name, False)
+        try:
+            if model.runtime is not None:
+                await model.runtime.stop()
+            # Each instance's thread finishes what it runs before it unloads.
+            await asyncio.gather(*(inst.close() for inst in model.instances))
+        finally:
+            del self._models[name]
+        log.info("model %r unloaded", name)
+
+    async def close(self) -> None:
+        """Unload everything (at shutdown)."""
+        for name, model in list(self._models.items()):
+            if model.state is ModelState.READY:
+                await self.unload(name)

@@ -1,0 +1,180 @@
+"""What a plugin registers: model specs, their variants, and what a factory is given.
+
+Everything here is plain data: building a spec imports no torch, loads no
+weights and touches no network, so that discovering plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from modelplex.tasks import TaskModel
+
+__all__ = [
+    "ImagePreprocessing",
+    "LoadContext",
+    "ModelSpec",
+    "NoSettings",
+    "Task",
+    "Variant",
+    "VariantMeta",
+    "WeightsChoice",
+    "WeightsSource",
+]
+
+
+class Task(str, enum.Enum):
+    """The task a model serves; each has its own gRPC service and interface."""
+
+    IMAGE_CLASSIFICATION = "image_classification"
+    TEXT_GENERATION = "text_generation"
+    SPEECH_RECOGNITION = "speech_recognition"
+    SPEECH_SYNTHESIS = "speech_synthesis"
+    IMAGE_GENERATION = "image_generation"
+
+
+class WeightsSource(str, enum.Enum):
+    """Where a loaded model's weights come from."""
+
+    PRETRAINED = "pretrained"
+    """The library's own pretrained weights for the variant (cache or download)."""
+    CHECKPOINT = "checkpoint"
+    """A local file or folder the operator named."""
+    RANDOM = "random"
+    """Random initialisation; only ever when the config asks for it."""
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """The operator's choice of weights for one loaded model."""
+
+    source: WeightsSource
+    path: Path | None = None
+    """The checkpoint file or folder when ``source`` is CHECKPOINT."""
+    allow_download: bool = False
+    """Whether pretrained weights missing from the local cache may be downloaded."""
+
+    @classmethod
+    def parse(cls, text: str, *, allow_download: bool = False) -> WeightsChoice:
+        """``"pretrained"``, ``"random"``, or a path (absolute, ``./x`` or ending in a file suffix)."""
+        value = text.strip()
+        if value in ("", "pretrained"):
+            return cls(WeightsSource.PRETRAINED, allow_download=allow_download)
+        if value == "random":
+            return cls(WeightsSource.RANDOM)
+        return cls(WeightsSource.CHECKPOINT, Path(value).expanduser())
+
+    def describe(self) -> str:
+        return str(self.path) if self.source is WeightsSource.CHECKPOINT else self.source.value
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How an encoded image becomes the model's input tensor (torchvision's presets)."""
+
+    crop_size: int
+    resize_size: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class VariantMeta:
+    """Typed facts about a variant. Fields that do not apply to a task stay None."""
+
+    num_classes: int | None = None
+    """Output classes of a classifier."""
+    input_shape: tuple[int, ...] | None = None
+    """Shape of one preprocessed input, e.g. (3, 224, 224)."""
+    preprocessing: ImagePreprocessing | None = None
+    sample_rate_hz: int | None = None
+    """Audio sample rate the model consumes or produces."""
+    context_length: int | None = None
+    """Longest token sequence a language model takes."""
+    num_params: int | None = None
+    recipe: str = ""
+    """Where the weights come from (paper, training recipe, model card)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One set of weights of a spec, like a member of a torchvision ``Weights`` enum."""
+
+    name: str
+    """Unique within the spec, e.g. ``"IMAGENET1K_V1"``."""
+    weights: str
+    """The library's identifier of the weights: ``"ResNet50_Weights.IMAGENET1K_V2"``,
+    a Hugging Face id ``"gpt2"``, a torchaudio bundle name."""
+    meta: VariantMeta = field(default_factory=VariantMeta)
+    description: str = ""
+
+
+class NoSettings(BaseModel):
+    """The settings model of a spec that takes no settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a factory is given to build one instance of a model."""
+
+    model_name: str
+    """The name the model is served under."""
+    spec: ModelSpec
+    variant: Variant
+    weights: WeightsChoice
+    device: str
+    """``"cpu"``, ``"cuda:0"``, ...: the instance's one device."""
+    settings: BaseModel
+    """An instance of the spec's settings model, validated."""
+    max_batch_size: int = 1
+    """The largest batch the runtime will hand one call."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin can serve: the unit of ``register(...)``.
+
+    ``factory`` is called once per instance, in that instance's worker thread,
+    with a :class:`LoadContext`; it returns an object implementing the task's
+    interface (see :mod:`modelplex.tasks`) whose ``load()`` the server calls
+    next. Import torch inside the factory, not at module level.
+    """
+
+    name: str
+    task: Task
+    factory: Callable[[LoadContext], TaskModel]
+    variants: tuple[Variant, ...] = ()
+    default_variant: str | None = None
+    """Name of the variant used when the config names none; the first if None."""
+    settings: type[BaseModel] = NoSettings
+    """The pydantic model of this spec's settings; use ``extra="forbid"``."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"spec name {self.name!r} must be non-empty and contain no whitespace")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"spec {self.name!r} has duplicate variant names: {names}")
+        if self.default_variant is not None and self.default_variant not in names:
+            raise ValueError(f"spec {self.name!r}: default variant {self.default_variant!r} is not one of {names}")
+
+    def variant(self, name: str | None) -> Variant:
+        """The named variant, or the default one. KeyError names the choices."""
+        if not self.variants:
+            return Variant(name="default", weights="")
+        wanted = name or self.default_variant or self.variants[0].name
+        for v in self.variants:
+            if v.name == wanted:
+                return v
+        raise KeyError(f"spec {self.name!r} has no variant {wanted!r}; variants: {', '.join(v.name for v in self.variants)}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: installed example plugins, PNG makers, running servers."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def example_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugins under examples/, pip-installed as their own
+    distributions into a folder that is then put on sys.path."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target),
+         str(ROOT / "examples" / "modelplex-example-plugin"), str(ROOT / "examples" / "broken-plugin")],
+        check=True,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    yield target
+    sys.path.remove(str(target))
+    for name in [m for m in sys.modules if m.startswith(("modelplex_example", "modelplex_broken_example"))]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30), fmt: str = "PNG") -> bytes:
+    """An image file of one colour."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_image():
+    return png
