@@ -13,6 +13,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # probe_plugin
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,20 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30), fmt: str 
 @pytest.fixture
 def make_image():
     return png
+
+
+@pytest.fixture
+def probe_server():
+    """Start a server with the probe plugin and the given [[models]] entries; yields a factory."""
+    from contextlib import ExitStack
+
+    from modelplex.testing import running_server
+    from probe_plugin import PLUGINS, PROBES
+
+    with ExitStack() as stack:
+
+        def start(*models: dict, **config: object):
+            return stack.enter_context(running_server({"models": list(models), **config}, extra_plugins=PLUGINS))
+
+        yield start
+    PROBES.clear()

@@ -170,6 +170,7 @@ class ModelRegistry:
             raise ModelExistsError(f"a model named {plan.name!r} is already loaded; unload it or pick another name")
         model = LoadedModel(plan)
         self._models[plan.name] = model
+        self._on_state(plan.name, False)
         log.info(
             "loading %r (spec %s, variant %s, weights %s) on %s",
             plan.name, plan.spec.name, plan.variant.name, plan.weights.describe(), ", ".join(plan.devices),
@@ -180,6 +181,7 @@ class ModelRegistry:
             model.runtime = RUNTIMES[plan.spec.task](plan.name, plan.config, model.instances)
         except BaseException as e:
             del self._models[plan.name]
+            self._on_state(plan.name, False)
             await asyncio.gather(*(inst.close() for inst in model.instances))
             if isinstance(e, ModelLoadError | ConfigError) or not isinstance(e, Exception):
                 raise

@@ -86,11 +86,12 @@ class AsyncClient:
         images: Iterable[ImageLike],
         *,
         model: str,
-        top_k: int = 5,
+        top_k: int = 0,
         request_id: str = "",
         timeout: float | None = None,
     ) -> list[Sequence[image_classification_pb2.ClassScore]]:
-        """Classify a batch of images; one top-k list (best first) per image."""
+        """Classify a batch of images; one top-k list (best first) per image.
+        ``top_k`` 0 asks for the server default: 5, or every class if fewer."""
         request = classify_request(images, model, top_k, request_id)
         response = await self._call(self._classification.Classify, request, timeout)
         return [r.classes for r in response.results]

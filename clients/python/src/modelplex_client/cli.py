@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     c = client_command("classify", "classify image files")
     c.add_argument("images", nargs="+", help="JPEG, PNG, WebP or BMP files")
     c.add_argument("--model", required=True)
-    c.add_argument("--top-k", type=int, default=5)
+    c.add_argument("--top-k", type=int, default=0, help="classes per image (default: 5, or all if fewer)")
     return p
 
 

@@ -47,7 +47,9 @@ class ImageClassificationServicer:
     """
 
     def Classify(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Classifies every image of the request; the response has one result per
+        image, in order. Requests are batched with others on the server.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -1,0 +1,85 @@
+"""Configuration: TOML, typed validation with errors naming the key, env and CLI overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelplex.errors import ConfigError
+from modelplex.server.cli import config_from_args, parser
+from modelplex.server.config import load_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "modelplex.toml"
+    p.write_text(text)
+    return p
+
+
+def test_demo_profile_is_the_default_and_uses_random_weights():
+    config = load_config(None, environ={})
+    assert config.server.port == 50051
+    assert config.models and all(m.weights == "random" for m in config.models)
+
+
+def test_full_file(tmp_path):
+    config = load_config(write(tmp_path, """
+[server]
+port = 0
+allow_runtime_loading = false
+[plugins]
+allow = ["vision"]
+[[models]]
+spec = "resnet50"
+name = "r50"
+variant = "IMAGENET1K_V2"
+devices = ["cuda:0", "cuda:1"]
+instances_per_device = 2
+max_batch_size = 16
+max_batch_delay_ms = 2.5
+settings = { channels_last = true }
+"""), environ={})
+    m = config.models[0]
+    assert (m.served_name, m.variant, m.devices, m.instances_per_device) == ("r50", "IMAGENET1K_V2", ["cuda:0", "cuda:1"], 2)
+    assert m.settings == {"channels_last": True}
+    assert config.server.allow_runtime_loading is False and config.plugins.allow == ["vision"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nprot = 1\n", "server.prot: unknown key"),
+        ("[server]\nport = 'x'\n", "server.port: Input should be a valid integer"),
+        ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
+        ("[[models]]\nspec = 'a'\nmax_batch_size = 0\n", "models.0.max_batch_size"),
+        ("[[models]]\nname = 'x'\n", "models.0.spec: Field required"),
+        ("[[models]]\nspec = 'a'\n[[models]]\nspec = 'a'\n", "two models are named 'a'"),
+        ("[[models]]\nspec = 'a'\ndevices = []\n", "must list at least one device"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert message in str(info.value)
+    assert "modelplex.toml" in str(info.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read config file /nonexistent.toml"):
+        load_config("/nonexistent.toml", environ={})  # type: ignore[arg-type]
+
+
+def test_environment_overrides(tmp_path):
+    env = {"MODELPLEX_SERVER__PORT": "6000", "MODELPLEX_PLUGINS__BLOCK": "a, b", "MODELPLEX_OTHER": "x"}
+    config = load_config(write(tmp_path, "[server]\nport = 1\n"), environ=env)
+    assert config.server.port == 6000 and config.plugins.block == ["a", "b"]
+    with pytest.raises(ConfigError, match="server.bogus: unknown key"):
+        load_config(None, environ={"MODELPLEX_SERVER__BOGUS": "1"})
+
+
+def test_cli_flags_override_file_and_replace_models(tmp_path):
+    path = write(tmp_path, "[server]\nport = 1\n[[models]]\nspec = 'x'\n")
+    args = parser().parse_args(["--config", str(path), "--port", "7", "--model", "resnet18", "--weights", "random", "--device", "cpu"])
+    config = config_from_args(args)
+    assert config.server.port == 7
+    assert [(m.spec, m.weights, m.devices) for m in config.models] == [("resnet18", "random", ["cpu"])]

@@ -1,0 +1,139 @@
+"""Scheduling over real gRPC: dynamic batching, parallel instances, cancellation,
+deadlines and graceful shutdown, observed through the probe model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import pytest
+
+from modelplex_client import AsyncClient, Client, ServerError
+from probe_plugin import PROBES, probe_model
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def run_concurrently(address, n, model, **kw):
+    async def main():
+        async with AsyncClient(address, timeout=20) as client:
+            return await asyncio.gather(
+                *(client.classify([bytes([i])], model=model, top_k=1, **kw) for i in range(n)),
+                return_exceptions=True,
+            )
+
+    return asyncio.run(main())
+
+
+def test_requests_queued_while_busy_are_batched(probe_server):
+    server = probe_server(probe_model(settings={"block": True}, max_batch_size=4))
+    probe = None
+    results: list = []
+    t = threading.Thread(target=lambda: results.extend(run_concurrently(server.address, 9, "probe")))
+    t.start()
+    wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+    probe = PROBES["probe"]
+    time.sleep(0.2)  # let the other 8 requests queue behind the blocked first batch
+    probe.gate.set()
+    t.join(20)
+    assert [r[0][0].label for r in results] == [["zero", "one", "two", "three"][i % 4] for i in range(9)]
+    sizes = [len(b) for b in probe.batches]
+    assert sum(sizes) == 9
+    assert max(sizes) == 4  # capped at max_batch_size
+    assert len(sizes) <= 4  # 1 + 8 queued, taken 4 at a time
+
+
+def test_batching_off_runs_one_at_a_time(probe_server):
+    server = probe_server(probe_model(max_batch_size=1))
+    results = run_concurrently(server.address, 6, "probe")
+    assert all(not isinstance(r, Exception) for r in results)
+    assert [len(b) for b in PROBES["probe"].batches] == [1] * 6
+
+
+def test_two_instances_serve_in_parallel(probe_server):
+    # The barrier needs both instances inside classify at once: it breaks (INTERNAL)
+    # after 10 s if the instances ran one after the other.
+    server = probe_server(probe_model(devices=["cpu"], instances_per_device=2, max_batch_size=1, settings={"parties": 2}))
+    results = run_concurrently(server.address, 2, "probe")
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len(PROBES["probe"].threads) == 2
+    with Client(server.address) as client:
+        info = client.get_model("probe")
+    assert [i.device for i in info.instances] == ["cpu", "cpu"]
+
+
+def test_cancelled_request_is_dropped_from_the_queue(probe_server):
+    server = probe_server(probe_model(settings={"block": True}, max_batch_size=8))
+
+    async def main():
+        async with AsyncClient(server.address, timeout=20) as client:
+            first = asyncio.ensure_future(client.classify([b"\x01"], model="probe"))
+            await asyncio.to_thread(wait_until, lambda: len(PROBES.get("probe", None).batches if "probe" in PROBES else []) == 1)
+            doomed = asyncio.ensure_future(client.classify([b"\x02"], model="probe"))
+            await asyncio.sleep(0.2)
+            doomed.cancel()
+            await asyncio.sleep(0.2)
+            PROBES["probe"].gate.set()
+            await first
+            last = await client.classify([b"\x03"], model="probe")
+            return last
+
+    last = asyncio.run(main())
+    assert last[0][0].label == "three"
+    seen = [x for batch in PROBES["probe"].batches for x in batch]
+    assert seen == [b"\x01", b"\x03"]  # the cancelled request never reached the model
+
+
+def test_expired_deadline_is_dropped_and_reported(probe_server):
+    server = probe_server(probe_model(settings={"block": True}))
+    with Client(server.address) as client:
+        t = threading.Thread(target=lambda: client.classify([b"\x01"], model="probe", timeout=20))
+        t.start()
+        wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+        with pytest.raises(ServerError) as info:
+            client.classify([b"\x02"], model="probe", timeout=0.3)
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        PROBES["probe"].gate.set()
+        t.join(10)
+        client.classify([b"\x03"], model="probe")
+    seen = [x for batch in PROBES["probe"].batches for x in batch]
+    assert b"\x02" not in seen
+
+
+def test_queue_full_is_resource_exhausted(probe_server):
+    server = probe_server(probe_model(settings={"block": True}, max_queue_size=2, max_batch_size=1))
+    results: list = []
+    t = threading.Thread(target=lambda: results.extend(run_concurrently(server.address, 6, "probe")))
+    t.start()
+    wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+    time.sleep(0.3)
+    PROBES["probe"].gate.set()
+    t.join(20)
+    codes = [r.code for r in results if isinstance(r, ServerError)]
+    assert codes and set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert len([r for r in results if not isinstance(r, Exception)]) == 3  # 1 running + 2 queued
+
+
+def test_graceful_shutdown_finishes_in_flight_calls(probe_server):
+    server = probe_server(probe_model(settings={"block": True}))
+    with Client(server.address, timeout=20) as client:
+        results: list = []
+        t = threading.Thread(target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1)))
+        t.start()
+        wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+        stopping = asyncio.run_coroutine_threadsafe(server.server.stop(grace=10), server.loop)
+        time.sleep(0.3)
+        assert not stopping.done()  # waits for the in-flight call
+        PROBES["probe"].gate.set()
+        stopping.result(10)
+        t.join(10)
+    assert results[0][0][0].label == "one"
+    assert PROBES["probe"].unloaded == 1
