@@ -26,9 +26,8 @@ _IMPORT = re.compile(r"^from modelplex\.v1 import ", re.MULTILINE)
 
 def generate(out_dir: Path) -> list[Path]:
     """Generate into out_dir (flat: one module per proto file); return the files written."""
-    from grpc_tools import protoc  # only needed by developers, not by client users
-
     import grpc_tools
+    from grpc_tools import protoc  # only needed by developers, not by client users
 
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / "_staging"
@@ -57,7 +56,9 @@ def generate(out_dir: Path) -> list[Path]:
         d.rmdir()
     staging.rmdir()
     init = out_dir / "__init__.py"
-    init.write_text('"""Generated protobuf and gRPC modules for modelplex.v1 (see scripts/gen_protos.py)."""\n')
+    init.write_text(
+        '"""Generated protobuf and gRPC modules for modelplex.v1 (see scripts/gen_protos.py)."""\n'
+    )
     written.append(init)
     return written
 

@@ -22,9 +22,19 @@ def example_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     distributions into a folder that is then put on sys.path."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target),
-         str(ROOT / "examples" / "modelplex-example-plugin"), str(ROOT / "examples" / "broken-plugin")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "modelplex-example-plugin"),
+            str(ROOT / "examples" / "broken-plugin"),
+        ],
         check=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
@@ -62,7 +72,9 @@ def probe_server():
     with ExitStack() as stack:
 
         def start(*models: dict, **config: object):
-            return stack.enter_context(running_server({"models": list(models), **config}, extra_plugins=PLUGINS))
+            return stack.enter_context(
+                running_server({"models": list(models), **config}, extra_plugins=PLUGINS)
+            )
 
         yield start
     PROBES.clear()

@@ -11,8 +11,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
-
 from modelplex import (
     ClassScore,
     EncodedImage,
@@ -26,6 +24,7 @@ from modelplex import (
     VariantMeta,
     hookimpl,
 )
+from pydantic import BaseModel, ConfigDict
 
 LABELS = ("zero", "one", "two", "three")
 
@@ -131,4 +130,11 @@ PLUGINS = [("probe", ProbePlugin())]
 def probe_model(name: str = "probe", **fields: object) -> dict[str, object]:
     """A [[models]] entry for the probe."""
     settings = fields.pop("settings", {})
-    return {"spec": "probe", "name": name, "weights": "random", "devices": ["cpu"], "settings": settings, **fields}
+    return {
+        "spec": "probe",
+        "name": name,
+        "weights": "random",
+        "devices": ["cpu"],
+        "settings": settings,
+        **fields,
+    }

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,12 +21,23 @@ def served(example_plugins, tmp_path):
         '[server]\nport = 0\n[plugins]\nblock = ["broken_example"]\n'
         '[[models]]\nspec = "dominant-color"\nname = "colors"\ndevices = ["cpu"]\nweights = "random"\n'
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(example_plugins), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(example_plugins), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         match = re.search(r"serving on ([\d.]+:\d+)", line)
-        assert match, f"no address in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert match, (
+            f"no address in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         yield match.group(1)
     finally:
         proc.terminate()
@@ -41,7 +51,9 @@ def run(*args):
 def test_models_plugins_and_classify(served, tmp_path, make_image):
     out = run("models", "--server", served)
     assert out.returncode == 0, out.stderr
-    assert re.search(r"colors\s+image_classification\s+ready\s+dominant-color/rgb\s+weights=random", out.stdout)
+    assert re.search(
+        r"colors\s+image_classification\s+ready\s+dominant-color/rgb\s+weights=random", out.stdout
+    )
 
     out = run("plugins", "--server", served, "--json")
     plugins = {p["name"]: p for p in map(json.loads, out.stdout.splitlines())}
@@ -55,7 +67,11 @@ def test_models_plugins_and_classify(served, tmp_path, make_image):
 
     out = run("classify", str(green), "--model", "colors", "--json", "--server", served)
     result = json.loads(out.stdout)
-    assert result["image"] == str(green) and result["classes"][0]["label"] == "green" and len(result["classes"]) == 3
+    assert (
+        result["image"] == str(green)
+        and result["classes"][0]["label"] == "green"
+        and len(result["classes"]) == 3
+    )
 
     out = run("classify", str(green), "--model", "nope", "--server", served)
     assert out.returncode == 1 and "NOT_FOUND: no model named 'nope'" in out.stderr
@@ -65,7 +81,10 @@ def test_serve_refuses_a_missing_device_at_startup(example_plugins):
     env = {**os.environ, "PYTHONPATH": str(example_plugins)}
     out = subprocess.run(
         [*CLI, "serve", "--port", "0", "--model", "dominant-color", "--device", "cuda:3"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert out.returncode == 1
     assert "device 'cuda:3' does not exist" in out.stderr

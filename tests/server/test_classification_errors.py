@@ -7,9 +7,9 @@ import struct
 
 import grpc
 import pytest
-
 from modelplex_client import Client, ServerError
-from modelplex_client.pb import common_pb2, image_classification_pb2 as pb
+from modelplex_client.pb import common_pb2
+from modelplex_client.pb import image_classification_pb2 as pb
 from probe_plugin import probe_model
 
 
@@ -17,7 +17,9 @@ def tensor(shape, dtype=common_pb2.FLOAT32, data=None):
     n = 1
     for s in shape:
         n *= s
-    return common_pb2.Tensor(shape=shape, dtype=dtype, data=data if data is not None else struct.pack(f"<{n}f", *[2.0] * n))
+    return common_pb2.Tensor(
+        shape=shape, dtype=dtype, data=data if data is not None else struct.pack(f"<{n}f", *[2.0] * n)
+    )
 
 
 @pytest.fixture
@@ -34,24 +36,42 @@ def status(fn):
 
 
 CASES = {
-    "unknown model": (dict(model="nope", images=[b"\x01"]), grpc.StatusCode.NOT_FOUND, "no model named 'nope'"),
+    "unknown model": (
+        dict(model="nope", images=[b"\x01"]),
+        grpc.StatusCode.NOT_FOUND,
+        "no model named 'nope'",
+    ),
     "empty model name": (dict(model="", images=[b"\x01"]), grpc.StatusCode.NOT_FOUND, "names no model"),
-    "corrupt image": (dict(images=[b"\x01", b"bad bytes"]), grpc.StatusCode.INVALID_ARGUMENT, "image 1: cannot decode"),
+    "corrupt image": (
+        dict(images=[b"\x01", b"bad bytes"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "image 1: cannot decode",
+    ),
     "empty image": (dict(images=[b""]), grpc.StatusCode.INVALID_ARGUMENT, "image 0 is empty"),
     "empty batch": (dict(images=[]), grpc.StatusCode.INVALID_ARGUMENT, "images is empty"),
     "too many images": (dict(images=[b"\x01"] * 5), grpc.StatusCode.INVALID_ARGUMENT, "at most 4"),
     "top_k too large": (dict(images=[b"\x01"], top_k=5), grpc.StatusCode.INVALID_ARGUMENT, "between 1 and 4"),
     "top_k negative": (dict(images=[b"\x01"], top_k=-1), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
     "tensor wrong shape": (
-        dict(images=[tensor([1, 3, 3])]), grpc.StatusCode.INVALID_ARGUMENT, "shape must be [1, 2, 2]"),
+        dict(images=[tensor([1, 3, 3])]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "shape must be [1, 2, 2]",
+    ),
     "tensor wrong dtype": (
         dict(images=[tensor([1, 2, 2], dtype=common_pb2.FLOAT16, data=b"\0" * 8)]),
-        grpc.StatusCode.INVALID_ARGUMENT, "dtype must be FLOAT32"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "dtype must be FLOAT32",
+    ),
     "tensor unset dtype": (
         dict(images=[tensor([1, 2, 2], dtype=common_pb2.DATA_TYPE_UNSPECIFIED)]),
-        grpc.StatusCode.INVALID_ARGUMENT, "dtype is unset"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "dtype is unset",
+    ),
     "tensor short data": (
-        dict(images=[tensor([1, 2, 2], data=b"\0" * 12)]), grpc.StatusCode.INVALID_ARGUMENT, "needs 16"),
+        dict(images=[tensor([1, 2, 2], data=b"\0" * 12)]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "needs 16",
+    ),
 }
 
 
@@ -59,7 +79,10 @@ CASES = {
 def test_bad_input_gets_its_status_and_server_keeps_serving(client, case):
     fields, code, message = CASES[case]
     fields = {"model": "probe", "top_k": 1, **fields}
-    images = [pb.Image(tensor=i) if isinstance(i, common_pb2.Tensor) else pb.Image(encoded=i) for i in fields.pop("images")]
+    images = [
+        pb.Image(tensor=i) if isinstance(i, common_pb2.Tensor) else pb.Image(encoded=i)
+        for i in fields.pop("images")
+    ]
     request = pb.ClassifyRequest(images=images, **fields)
     got_code, details = status(lambda: client.classify_request(request))
     assert got_code == code
@@ -80,7 +103,9 @@ def test_message_over_the_size_limit(client):
 
 
 def test_raw_tensor_is_accepted(client):
-    top = client.classify_request(pb.ClassifyRequest(model="probe", top_k=2, images=[pb.Image(tensor=tensor([1, 2, 2]))]))
+    top = client.classify_request(
+        pb.ClassifyRequest(model="probe", top_k=2, images=[pb.Image(tensor=tensor([1, 2, 2]))])
+    )
     assert [c.label for c in top.results[0].classes] == ["two", "zero"]
 
 
@@ -111,7 +136,9 @@ def test_model_still_loading_is_unavailable(probe_server):
     server = probe_server()
     with Client(server.address, timeout=10) as client:
         loader = threading.Thread(
-            target=client.load_model, args=("probe",), kwargs={"name": "late", "settings": {"block_load": True}}
+            target=client.load_model,
+            args=("probe",),
+            kwargs={"name": "late", "settings": {"block_load": True}},
         )
         loader.start()
         try:

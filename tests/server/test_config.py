@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelplex.errors import ConfigError
 from modelplex.server.cli import config_from_args, parser
 from modelplex.server.config import load_config
@@ -22,7 +21,10 @@ def test_demo_profile_is_the_default_and_uses_random_weights():
 
 
 def test_full_file(tmp_path):
-    config = load_config(write(tmp_path, """
+    config = load_config(
+        write(
+            tmp_path,
+            """
 [server]
 port = 0
 allow_runtime_loading = false
@@ -37,9 +39,17 @@ instances_per_device = 2
 max_batch_size = 16
 max_batch_delay_ms = 2.5
 settings = { channels_last = true }
-"""), environ={})
+""",
+        ),
+        environ={},
+    )
     m = config.models[0]
-    assert (m.served_name, m.variant, m.devices, m.instances_per_device) == ("r50", "IMAGENET1K_V2", ["cuda:0", "cuda:1"], 2)
+    assert (m.served_name, m.variant, m.devices, m.instances_per_device) == (
+        "r50",
+        "IMAGENET1K_V2",
+        ["cuda:0", "cuda:1"],
+        2,
+    )
     assert m.settings == {"channels_last": True}
     assert config.server.allow_runtime_loading is False and config.plugins.allow == ["vision"]
 
@@ -79,7 +89,20 @@ def test_environment_overrides(tmp_path):
 
 def test_cli_flags_override_file_and_replace_models(tmp_path):
     path = write(tmp_path, "[server]\nport = 1\n[[models]]\nspec = 'x'\n")
-    args = parser().parse_args(["--config", str(path), "--port", "7", "--model", "resnet18", "--weights", "random", "--device", "cpu"])
+    args = parser().parse_args(
+        [
+            "--config",
+            str(path),
+            "--port",
+            "7",
+            "--model",
+            "resnet18",
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+        ]
+    )
     config = config_from_args(args)
     assert config.server.port == 7
     assert [(m.spec, m.weights, m.devices) for m in config.models] == [("resnet18", "random", ["cpu"])]

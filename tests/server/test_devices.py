@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from modelplex.errors import ConfigError
 from modelplex.server.devices import DeviceInventory, place, torch_inventory
 
@@ -32,7 +31,11 @@ def test_explicit_gpus_and_alias():
 @pytest.mark.parametrize(
     ("device", "inventory", "message"),
     [
-        ("cuda:2", gpus(1, 1), "device 'cuda:2' does not exist: this machine has 2 visible CUDA device(s) (cuda:0, cuda:1)"),
+        (
+            "cuda:2",
+            gpus(1, 1),
+            "device 'cuda:2' does not exist: this machine has 2 visible CUDA device(s) (cuda:0, cuda:1)",
+        ),
         ("cuda", gpus(), "has 0 visible CUDA device(s) (none)"),
         ("gpu0", gpus(1), "unknown device 'gpu0'"),
         ("cuda:x", gpus(1), "unknown device"),

@@ -5,7 +5,6 @@ reported and does not stop the server."""
 from __future__ import annotations
 
 import pytest
-
 from modelplex.testing import running_server
 from modelplex_client import Client
 from modelplex_client.pb import models_pb2
@@ -37,7 +36,10 @@ def test_strict_mode_refuses_to_start_with_a_broken_plugin(example_plugins):
 
 
 def test_block_and_allow_list(example_plugins):
-    with running_server({"plugins": {"block": ["broken_example"]}}) as server, Client(server.address) as client:
+    with (
+        running_server({"plugins": {"block": ["broken_example"]}}) as server,
+        Client(server.address) as client,
+    ):
         names = {p.name: p.state for p in client.list_plugins()}
         assert names["broken_example"] == models_pb2.SKIPPED
         assert names["example_colors"] == models_pb2.ACTIVE

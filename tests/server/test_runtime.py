@@ -9,7 +9,6 @@ import time
 
 import grpc
 import pytest
-
 from modelplex_client import AsyncClient, Client, ServerError
 from probe_plugin import PROBES, probe_model
 
@@ -61,7 +60,9 @@ def test_batching_off_runs_one_at_a_time(probe_server):
 def test_two_instances_serve_in_parallel(probe_server):
     # The barrier needs both instances inside classify at once: it breaks (INTERNAL)
     # after 10 s if the instances ran one after the other.
-    server = probe_server(probe_model(devices=["cpu"], instances_per_device=2, max_batch_size=1, settings={"parties": 2}))
+    server = probe_server(
+        probe_model(devices=["cpu"], instances_per_device=2, max_batch_size=1, settings={"parties": 2})
+    )
     results = run_concurrently(server.address, 2, "probe")
     assert all(not isinstance(r, Exception) for r in results), results
     assert len(PROBES["probe"].threads) == 2
@@ -76,7 +77,9 @@ def test_cancelled_request_is_dropped_from_the_queue(probe_server):
     async def main():
         async with AsyncClient(server.address, timeout=20) as client:
             first = asyncio.ensure_future(client.classify([b"\x01"], model="probe"))
-            await asyncio.to_thread(wait_until, lambda: len(PROBES.get("probe", None).batches if "probe" in PROBES else []) == 1)
+            await asyncio.to_thread(
+                wait_until, lambda: len(PROBES.get("probe", None).batches if "probe" in PROBES else []) == 1
+            )
             doomed = asyncio.ensure_future(client.classify([b"\x02"], model="probe"))
             await asyncio.sleep(0.2)
             doomed.cancel()
@@ -126,7 +129,9 @@ def test_graceful_shutdown_finishes_in_flight_calls(probe_server):
     server = probe_server(probe_model(settings={"block": True}))
     with Client(server.address, timeout=20) as client:
         results: list = []
-        t = threading.Thread(target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1)))
+        t = threading.Thread(
+            target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1))
+        )
         t.start()
         wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
         stopping = asyncio.run_coroutine_threadsafe(server.server.stop(grace=10), server.loop)

@@ -100,7 +100,9 @@ class BatchQueue(Generic[P]):
                 continue
             if head.deadline is not None and now > head.deadline:
                 self._drop()
-                head.future.set_exception(DeadlineExceededError("the deadline passed while the request was queued"))
+                head.future.set_exception(
+                    DeadlineExceededError("the deadline passed while the request was queued")
+                )
                 continue
             if batch and used + head.size > self._max_batch:
                 break

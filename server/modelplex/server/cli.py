@@ -30,13 +30,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="interface to listen on (server.host)")
     p.add_argument("--port", type=int, help="port to listen on; 0 picks a free one (server.port)")
     p.add_argument(
-        "--model", action="append", default=[], metavar="SPEC",
+        "--model",
+        action="append",
+        default=[],
+        metavar="SPEC",
         help="serve this spec instead of the config's models (repeatable)",
     )
     p.add_argument("--weights", help='with --model: "pretrained", "random" or a checkpoint path')
     p.add_argument("--device", action="append", help="with --model: a device (repeatable; default auto)")
-    p.add_argument("--allow-download", action="store_true", default=None, help="download missing pretrained weights")
-    p.add_argument("--strict-plugins", action="store_true", default=None, help="refuse to start if a plugin fails")
+    p.add_argument(
+        "--allow-download", action="store_true", default=None, help="download missing pretrained weights"
+    )
+    p.add_argument(
+        "--strict-plugins", action="store_true", default=None, help="refuse to start if a plugin fails"
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return p
 

@@ -56,7 +56,9 @@ class Instance:
             raise
         except Exception as e:  # a factory may fail in any way; say where
             log.exception("loading %s on %s failed", ctx.model_name, self.device)
-            raise ModelLoadError(f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}") from e
+            raise ModelLoadError(
+                f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}"
+            ) from e
         finally:
             self.completed = 0
 

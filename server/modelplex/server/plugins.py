@@ -18,8 +18,8 @@ import pluggy
 
 from modelplex import hookspecs
 from modelplex.errors import PluginError
-from modelplex.specs import ModelSpec
 from modelplex.server.config import PluginSettings
+from modelplex.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -149,10 +149,14 @@ class ModelRegistry:
             )
             raise ConfigError(f"{where}: {problems}") from None
         weights = WeightsChoice.parse(config.weights, allow_download=self.allow_download)
-        if weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists():
+        if (
+            weights.source is WeightsSource.CHECKPOINT
+            and weights.path is not None
+            and not weights.path.exists()
+        ):
             raise WeightsNotFoundError(
                 f"{where}: checkpoint {weights.path} does not exist. Give the path of a saved state_dict "
-                f"(.pt/.pth/.safetensors) or model folder, weights = \"pretrained\", or weights = \"random\"."
+                f'(.pt/.pth/.safetensors) or model folder, weights = "pretrained", or weights = "random".'
             )
         try:
             devices = place(config.devices, config.instances_per_device, self.inventory)
@@ -167,13 +171,19 @@ class ModelRegistry:
         ModelExistsError or ModelLoadError; a failed model leaves no trace."""
         plan = self.plan(config)
         if plan.name in self._models:
-            raise ModelExistsError(f"a model named {plan.name!r} is already loaded; unload it or pick another name")
+            raise ModelExistsError(
+                f"a model named {plan.name!r} is already loaded; unload it or pick another name"
+            )
         model = LoadedModel(plan)
         self._models[plan.name] = model
         self._on_state(plan.name, False)
         log.info(
             "loading %r (spec %s, variant %s, weights %s) on %s",
-            plan.name, plan.spec.name, plan.variant.name, plan.weights.describe(), ", ".join(plan.devices),
+            plan.name,
+            plan.spec.name,
+            plan.variant.name,
+            plan.weights.describe(),
+            ", ".join(plan.devices),
         )
         model.instances = [Instance(plan.name, d, i) for i, d in enumerate(plan.devices)]
         try:

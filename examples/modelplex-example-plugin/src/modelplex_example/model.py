@@ -6,9 +6,8 @@ import io
 from collections.abc import Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
-
 from modelplex import ClassScore, EncodedImage, ImageClassifier, InvalidInputError, LoadContext, RawTensor
+from PIL import Image, UnidentifiedImageError
 
 LABELS = ("red", "green", "blue")
 

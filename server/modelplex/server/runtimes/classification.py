@@ -48,7 +48,9 @@ class ClassificationRuntime(TaskRuntime):
 
     def start(self) -> None:
         for inst in self.instances:
-            self._workers.append(asyncio.create_task(self._work(inst), name=f"{self.name}-worker-{inst.index}"))
+            self._workers.append(
+                asyncio.create_task(self._work(inst), name=f"{self.name}-worker-{inst.index}")
+            )
 
     async def stop(self) -> None:
         for w in self._workers:
@@ -65,12 +67,16 @@ class ClassificationRuntime(TaskRuntime):
         if len(images) > limit:
             raise InvalidInputError(f"{len(images)} images in one request; this model takes at most {limit}")
         if top_k < 0 or top_k > self.num_classes:
-            raise InvalidInputError(f"top_k must be between 1 and {self.num_classes} (0 means 5), got {top_k}")
+            raise InvalidInputError(
+                f"top_k must be between 1 and {self.num_classes} (0 means 5), got {top_k}"
+            )
         for i, image in enumerate(images):
             if isinstance(image, RawTensor):
                 self._check_tensor(i, image)
             elif not image.data:
-                raise InvalidInputError(f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file")
+                raise InvalidInputError(
+                    f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file"
+                )
         return top_k or min(5, self.num_classes)
 
     def _check_tensor(self, i: int, t: RawTensor) -> None:
@@ -78,7 +84,8 @@ class ClassificationRuntime(TaskRuntime):
             raise InvalidInputError(f"image {i}: tensor dtype must be FLOAT32, got {t.dtype.upper()}")
         if tuple(t.shape) != self.input_shape:
             raise InvalidInputError(
-                f"image {i}: tensor shape must be {list(self.input_shape)} (channels, height, width), got {list(t.shape)}"
+                f"image {i}: tensor shape must be {list(self.input_shape)} (channels, height, width), "
+                f"got {list(t.shape)}"
             )
         expected = math.prod(t.shape) * _ITEMSIZE[t.dtype]
         if len(t.data) != expected:

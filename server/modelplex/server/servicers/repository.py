@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 from grpc import aio
-
-from modelplex.errors import RuntimeLoadingDisabledError
-from modelplex.server.config import ModelConfig
-from modelplex.server.plugins import PluginReport, PluginState
-from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState
-from modelplex.server.grpc_errors import grpc_errors
-from modelplex.server.runtimes.classification import ClassificationRuntime
-from modelplex.specs import ModelSpec, Task, WeightsSource
 from modelplex_client.pb import common_pb2
 from modelplex_client.pb import models_pb2 as pb
 from modelplex_client.pb import models_pb2_grpc as pb_grpc
-from modelplex.errors import ConfigError
 from pydantic import ValidationError
+
+from modelplex.errors import ConfigError, RuntimeLoadingDisabledError
+from modelplex.server.config import ModelConfig
+from modelplex.server.grpc_errors import grpc_errors
+from modelplex.server.plugins import PluginReport, PluginState
+from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState
+from modelplex.server.runtimes.classification import ClassificationRuntime
+from modelplex.specs import ModelSpec, Task, WeightsSource
 
 __all__ = ["ModelRepositoryServicer", "model_info"]
 
 _TASKS = {t: common_pb2.Task.Value(t.name) for t in Task}
 _STATES = {ModelState.LOADING: pb.LOADING, ModelState.READY: pb.READY, ModelState.UNLOADING: pb.UNLOADING}
-_SOURCES = {WeightsSource.PRETRAINED: pb.PRETRAINED, WeightsSource.CHECKPOINT: pb.CHECKPOINT, WeightsSource.RANDOM: pb.RANDOM}
-_PLUGIN_STATES = {PluginState.ACTIVE: pb.ACTIVE, PluginState.BROKEN: pb.BROKEN, PluginState.SKIPPED: pb.SKIPPED}
+_SOURCES = {
+    WeightsSource.PRETRAINED: pb.PRETRAINED,
+    WeightsSource.CHECKPOINT: pb.CHECKPOINT,
+    WeightsSource.RANDOM: pb.RANDOM,
+}
+_PLUGIN_STATES = {
+    PluginState.ACTIVE: pb.ACTIVE,
+    PluginState.BROKEN: pb.BROKEN,
+    PluginState.SKIPPED: pb.SKIPPED,
+}
 
 
 def model_info(model: LoadedModel) -> pb.ModelInfo:
@@ -43,7 +50,9 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
         state=_STATES[model.state],
         weights=pb.Weights(source=_SOURCES[weights.source], uri=uri),
         instances=[
-            pb.InstanceInfo(device=i.device, memory_bytes=i.memory_bytes(), busy=i.busy, completed=i.completed)
+            pb.InstanceInfo(
+                device=i.device, memory_bytes=i.memory_bytes(), busy=i.busy, completed=i.completed
+            )
             for i in model.instances
         ],
         description=plan.spec.description,
@@ -62,7 +71,8 @@ def _spec_info(spec: ModelSpec) -> pb.SpecInfo:
         task=_TASKS[spec.task],
         description=spec.description,
         variants=[
-            pb.VariantInfo(name=v.name, description=v.description, is_default=v.name == default) for v in spec.variants
+            pb.VariantInfo(name=v.name, description=v.description, is_default=v.name == default)
+            for v in spec.variants
         ],
     )
 
@@ -109,7 +119,9 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
         self._allow_loading = allow_runtime_loading
 
     @grpc_errors
-    async def ListModels(self, request: pb.ListModelsRequest, context: aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         models = self._registry.list()
         if request.task:
             models = [m for m in models if _TASKS[m.task] == request.task]
