@@ -8,12 +8,11 @@ from importlib.metadata import entry_points
 
 import pytest
 import torchvision.models as tvm
+from modelplex import ModelSpec, Task
 from modelplex_vision import plugin
 from modelplex_vision.catalog import ARCHITECTURES, Architecture
 from modelplex_vision.settings import VisionSettings
 from pydantic import ValidationError
-
-from modelplex import ModelSpec, Task
 
 EXPECTED_ARCHS = {
     *(f"resnet{n}" for n in (18, 34, 50, 101, 152)),
@@ -89,4 +88,6 @@ def test_settings_are_strict() -> None:
         VisionSettings(num_classes=3, labels=["a", "b"])
     with pytest.raises(ValidationError):
         VisionSettings.model_validate({"dtype": "float64"})
+    with pytest.raises(ValidationError):
+        VisionSettings(labels=[])
     assert all(f.description for f in VisionSettings.model_fields.values())

@@ -7,9 +7,6 @@ from collections.abc import Sequence
 from itertools import chain
 
 import torch
-from torch import nn
-from torchvision.models import get_weight
-
 from modelplex import (
     ClassScore,
     EncodedImage,
@@ -21,6 +18,9 @@ from modelplex import (
     RawTensor,
     WeightsSource,
 )
+from torch import nn
+from torchvision.models import get_weight
+
 from modelplex_vision.catalog import Architecture
 from modelplex_vision.images import decode_image
 from modelplex_vision.settings import VisionSettings
@@ -34,8 +34,9 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class TorchvisionClassifier(ImageClassifier):
     """One instance of a torchvision classifier on one device.
 
-    Construction checks the settings and imports nothing heavy beyond torchvision;
-    ``load()`` builds the module and moves it to the device.
+    Construction only checks the settings and works out the labels, so a bad config
+    fails before any weights are read; ``load()`` builds the module on the device.
+    ``num_classes`` is the number of outputs of its head.
     """
 
     def __init__(self, arch: Architecture, ctx: LoadContext) -> None:
@@ -58,8 +59,7 @@ class TorchvisionClassifier(ImageClassifier):
         self._model: nn.Module | None = None
 
         categories: list[str] | None = self._weights.meta["categories"]
-        self.num_classes: int = settings.num_classes or len(settings.labels or categories or range(1000))
-        """Outputs of the classifier head."""
+        self.num_classes = _num_classes(settings, categories)
         if settings.labels is not None:
             self.labels: Sequence[str] = tuple(settings.labels)
         elif categories is not None and len(categories) == self.num_classes:
@@ -95,9 +95,11 @@ class TorchvisionClassifier(ImageClassifier):
             model = build_from_checkpoint(self._arch, weights.path, self.num_classes)
         else:
             model = build_random(self._arch, self.num_classes)
-        memory_format = torch.channels_last if self._settings.channels_last else torch.preserve_format
         model.eval().requires_grad_(False)
-        self._model = model.to(device=self._device, dtype=self._dtype, memory_format=memory_format)
+        model.to(device=self._device, dtype=self._dtype)
+        if self._settings.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self._model = model
 
     def warmup(self) -> None:
         """Classify one all-zero image."""
@@ -142,3 +144,12 @@ class TorchvisionClassifier(ImageClassifier):
             [ClassScore(index=i, label=self.labels[i], score=s) for i, s in zip(row_i, row_s, strict=True)]
             for row_i, row_s in zip(indices.tolist(), scores.tolist(), strict=True)
         ]
+
+
+def _num_classes(settings: VisionSettings, categories: list[str] | None) -> int:
+    if settings.num_classes is not None:
+        return settings.num_classes
+    if settings.labels is not None:
+        return len(settings.labels)
+    # A variant without a trained head (VGG16 features) keeps torchvision's default head.
+    return len(categories) if categories is not None else 1000

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageOps
-
 from modelplex import InvalidInputError
+from PIL import Image, ImageOps
 
 __all__ = ["ACCEPTED_FORMATS", "decode_image"]
 

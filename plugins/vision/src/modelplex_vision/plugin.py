@@ -20,6 +20,7 @@ from modelplex import (
     VariantMeta,
     hookimpl,
 )
+
 from modelplex_vision.catalog import ARCHITECTURES, Architecture, WeightsVariant
 from modelplex_vision.settings import VisionSettings
 

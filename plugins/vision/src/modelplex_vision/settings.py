@@ -19,7 +19,7 @@ class VisionSettings(BaseModel):
     variant's (1000 ImageNet classes). Labels are then ``class_0``, ``class_1``, ... unless
     ``labels`` names them. Defaults to ``len(labels)`` if given, else the variant's classes."""
 
-    labels: list[str] | None = None
+    labels: list[str] | None = Field(default=None, min_length=1)
     """Class names, by class index; replaces the variant's labels. Its length must equal
     ``num_classes`` when both are given."""
 

@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from modelplex import ModelLoadError, WeightsNotFoundError
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_builder
 
-from modelplex import ModelLoadError, WeightsNotFoundError
 from modelplex_vision.catalog import Architecture
 
 __all__ = ["build_from_checkpoint", "build_pretrained", "build_random", "hub_cache_file", "read_state_dict"]
@@ -50,12 +50,17 @@ def build_pretrained(arch: Architecture, weights: WeightsEnum, *, allow_download
             f"{cached} (torch.hub's cache: $TORCH_HOME/hub/checkpoints), allow downloads for this model, "
             'give a checkpoint path as its weights, or set weights = "random" to serve untrained weights.'
         )
-    kwargs: dict[str, Any] = {"aux_logits": False} if arch.builder in _AUX_HEADS else {}
     try:
-        return get_model_builder(arch.builder)(weights=weights, progress=False, **kwargs)
+        model = get_model_builder(arch.builder)(weights=weights, progress=False)
     except Exception as e:  # a bad cache file or a failed download surfaces as many types
-        action = "read" if cached.is_file() else "download"
-        raise ModelLoadError(f"cannot {action} pretrained weights {weights} ({cached}): {e}") from e
+        if cached.is_file():
+            raise ModelLoadError(
+                f"cannot read pretrained weights {weights} from {cached}: {e}. The file is damaged or "
+                f"not torchvision's: replace it with {weights.url}, or delete it to download it again."
+            ) from e
+        raise ModelLoadError(f"cannot download pretrained weights {weights} from {weights.url}: {e}") from e
+    _drop_aux_heads(arch, model)
+    return model
 
 
 def build_random(arch: Architecture, num_classes: int) -> nn.Module:
@@ -84,7 +89,8 @@ def build_from_checkpoint(arch: Architecture, path: Path, num_classes: int) -> n
         model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as e:
         raise ModelLoadError(
-            f"checkpoint {path} does not fit torchvision.models.{arch.builder}(num_classes={num_classes}): {e}. "
+            f"checkpoint {path} does not fit torchvision.models.{arch.builder}"
+            f"(num_classes={num_classes}): {e}. "
             "If it was fine-tuned with another number of classes, set num_classes (or labels) in the "
             "model's settings."
         ) from e
@@ -153,6 +159,6 @@ def _untrained_kwargs(arch: Architecture, num_classes: int) -> dict[str, Any]:
 def _drop_aux_heads(arch: Architecture, model: nn.Module) -> None:
     aux = _AUX_HEADS.get(arch.builder, ())
     if aux:
-        model.aux_logits = False
+        setattr(model, "aux_logits", False)  # noqa: B010 - nn.Module's typing rejects plain attributes
         for name in aux:
             setattr(model, name, None)
