@@ -39,8 +39,10 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
     before any model is loaded. Call ``register(spec)`` once per
     :class:`modelplex.ModelSpec`; return nothing.
 
-    ``register`` raises ``ValueError`` if a spec of the same name is already
-    registered (by this or another plugin). An exception escaping this hook marks
+    A spec whose name is already registered (by this or another plugin) is
+    ignored and the clash is logged and shown in ListPlugins' ``error`` of this
+    plugin; its other specs are served. ``register`` raises ``TypeError`` for
+    anything but a ``ModelSpec``. An exception escaping this hook marks
     the plugin BROKEN: it is logged and listed by ListPlugins with its error, the
     specs it registered before raising are withdrawn, and the server serves the
     other plugins (in strict mode it refuses to start instead).

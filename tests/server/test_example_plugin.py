@@ -48,3 +48,46 @@ def test_block_and_allow_list(example_plugins):
             states = {p.name: p.state for p in client.list_plugins()}
     assert states["example_colors"] == models_pb2.ACTIVE
     assert all(s == models_pb2.SKIPPED for n, s in states.items() if n != "example_colors")
+
+
+def test_a_clashing_spec_is_ignored_and_reported_not_the_whole_plugin():
+    from modelplex import ModelSpec, Task, hookimpl
+    from modelplex.server.config import PluginSettings
+    from modelplex.server.plugins import PluginState, discover
+
+    def factory(ctx):
+        raise AssertionError("never loaded")
+
+    class First:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("shared", Task.IMAGE_CLASSIFICATION, factory))
+
+    class Second:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("shared", Task.IMAGE_CLASSIFICATION, factory))
+            register(ModelSpec("own", Task.IMAGE_CLASSIFICATION, factory))
+
+    found = discover(PluginSettings(autoload=False), extra=[("first", First()), ("second", Second())])
+    reports = {r.name: r for r in found.reports}
+    assert found.specs["shared"][1] == "first" and found.specs["own"][1] == "second"
+    assert reports["second"].state is PluginState.ACTIVE
+    assert "spec 'shared' ignored: already registered by plugin 'first'" in reports["second"].error
+
+
+def test_a_plugin_whose_hook_raises_is_broken_and_its_specs_withdrawn():
+    from modelplex import ModelSpec, Task, hookimpl
+    from modelplex.server.config import PluginSettings
+    from modelplex.server.plugins import PluginState, discover
+
+    class Half:
+        @hookimpl
+        def register_models(self, register):
+            register(ModelSpec("half", Task.IMAGE_CLASSIFICATION, lambda ctx: None))
+            raise RuntimeError("config file missing")
+
+    found = discover(PluginSettings(autoload=False), extra=[("half", Half())])
+    assert found.reports[-1].state is PluginState.BROKEN
+    assert "register_models failed: RuntimeError: config file missing" in found.reports[-1].error
+    assert "half" not in found.specs

@@ -136,8 +136,12 @@ def _collect_specs(
         if not isinstance(spec, ModelSpec):
             raise TypeError(f"register() takes a modelplex.ModelSpec, got {type(spec).__name__}")
         if spec.name in specs or any(s.name == spec.name for s in mine):
+            # Only the clashing spec is refused: the plugin's other specs stay served.
             owner = specs[spec.name][1] if spec.name in specs else report.name
-            raise ValueError(f"spec {spec.name!r} is already registered by plugin {owner!r}")
+            conflict = f"spec {spec.name!r} ignored: already registered by plugin {owner!r}"
+            report.error = f"{report.error}; {conflict}" if report.error else conflict
+            log.warning("plugin %r: %s", report.name, conflict)
+            return
         mine.append(spec)
 
     kwargs = {"register": register}
