@@ -56,6 +56,8 @@ class ProbeSettings(BaseModel):
     """classify waits at a barrier of this many parties (proves parallel instances)."""
     fail: bool = False
     """classify raises RuntimeError."""
+    fail_second_load: bool = False
+    """load of the model's second instance raises RuntimeError."""
 
 
 class ProbeClassifier(ImageClassifier):
@@ -72,6 +74,8 @@ class ProbeClassifier(ImageClassifier):
         self.input_shape = (1, 2, 2)
 
     def load(self) -> None:
+        if self.settings.fail_second_load and len(self.probe.devices) == 2:
+            raise RuntimeError("second instance cannot load")
         if self.settings.block_load:
             self.probe.load_gate.wait(30)
 

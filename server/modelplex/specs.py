@@ -63,13 +63,19 @@ class WeightsChoice:
 
     @classmethod
     def parse(cls, text: str, *, allow_download: bool = False) -> WeightsChoice:
-        """``"pretrained"``, ``"random"``, or a path (absolute, ``./x`` or ending in a file suffix)."""
+        """``"pretrained"``, ``"random"``, or a path: one with a ``/``, or starting with ``.`` or
+        ``~``, or with a file suffix. Anything else is a ValueError (a typo, not a file)."""
         value = text.strip()
         if value in ("", "pretrained"):
             return cls(WeightsSource.PRETRAINED, allow_download=allow_download)
         if value == "random":
             return cls(WeightsSource.RANDOM)
-        return cls(WeightsSource.CHECKPOINT, Path(value).expanduser())
+        path = Path(value).expanduser()
+        if "/" in value or "\\" in value or value.startswith((".", "~")) or path.suffix:
+            return cls(WeightsSource.CHECKPOINT, path)
+        raise ValueError(
+            f'weights {value!r} is neither "pretrained", "random" nor a path (write ./{value} for a file here)'
+        )
 
     def describe(self) -> str:
         return str(self.path) if self.source is WeightsSource.CHECKPOINT else self.source.value

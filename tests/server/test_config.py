@@ -74,6 +74,16 @@ def test_bad_config_names_the_key(tmp_path, text, message):
     assert "modelplex.toml" in str(info.value)
 
 
+def test_weights_typo_is_not_taken_for_a_file(probe_server):
+    with pytest.raises(ConfigError, match="weights 'pretraind' is neither"):
+        probe_server({"spec": "probe", "weights": "pretraind", "devices": ["cpu"]})
+
+
+def test_cli_device_without_model_is_an_error():
+    with pytest.raises(ConfigError, match="apply to --model"):
+        config_from_args(parser().parse_args(["--device", "cpu"]))
+
+
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read config file /nonexistent.toml"):
         load_config("/nonexistent.toml", environ={})  # type: ignore[arg-type]

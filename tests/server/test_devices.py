@@ -79,3 +79,8 @@ cuda = pytest.mark.skipif(torch_inventory().cuda_count == 0, reason="needs a CUD
 def test_real_cuda_inventory_places_auto_on_a_gpu():
     inv = torch_inventory()
     assert place(["auto"], 1, inv)[0].startswith("cuda:")
+
+
+def test_several_auto_entries_spread_over_the_gpus():
+    assert place(["auto", "auto"], 1, gpus(10, 9)) == ["cuda:0", "cuda:1"]
+    assert place(["auto", "auto", "auto"], 1, gpus(10, 9)) == ["cuda:0", "cuda:1", "cuda:0"]

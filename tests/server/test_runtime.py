@@ -142,3 +142,38 @@ def test_graceful_shutdown_finishes_in_flight_calls(probe_server):
         t.join(10)
     assert results[0][0][0].label == "one"
     assert PROBES["probe"].unloaded == 1
+
+
+def test_unload_answers_the_batch_that_is_running(probe_server):
+    server = probe_server(probe_model(settings={"block": True}))
+    with Client(server.address, timeout=20) as client:
+        results: list = []
+        t = threading.Thread(target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1)))
+        t.start()
+        wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+        unloading = threading.Thread(target=client.unload_model, args=("probe",))
+        unloading.start()
+        time.sleep(0.2)
+        PROBES["probe"].gate.set()
+        unloading.join(10)
+        t.join(10)
+    assert results and results[0][0][0].label == "one"
+    assert PROBES["probe"].unloaded == 1
+
+
+def test_a_failed_load_unloads_every_instance_it_built(probe_server):
+    from modelplex.errors import ModelLoadError
+
+    server = probe_server()
+    with pytest.raises(ModelLoadError):
+        # the second instance fails in load(): both must be unloaded, whatever they took
+        server.call(server.server.registry.load(_failing_second_instance_config()))
+    assert PROBES["half"].unloaded == 2  # the loaded one, and the half-loaded one
+
+
+def _failing_second_instance_config():
+    from modelplex.server.config import ModelConfig
+
+    return ModelConfig.model_validate(
+        probe_model("half", instances_per_device=2, settings={"fail_second_load": True})
+    )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelplex.errors import ModelplexError
+from modelplex.errors import ConfigError, ModelplexError
 from modelplex.server.app import ModelServer
 from modelplex.server.config import Config, load_config
 
@@ -56,6 +56,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             overrides["server"][key] = value
     if args.strict_plugins:
         overrides["plugins"]["strict"] = True
+    if (args.weights or args.device) and not args.model:
+        raise ConfigError("--weights and --device apply to --model; name the spec with --model")
     if args.model:
         model: dict[str, Any] = {}
         if args.weights:

@@ -89,6 +89,9 @@ class ModelConfig(_Strict):
     """Requests waiting per model before new ones get RESOURCE_EXHAUSTED."""
     max_images_per_request: int = Field(64, ge=1)
     """Images one Classify request may carry."""
+    allow_download: bool | None = None
+    """Whether this model's pretrained weights may be downloaded when missing from the local
+    cache; None follows ``server.allow_download``."""
     settings: dict[str, Any] = {}
     """The spec's own settings, validated by its plugin's settings model."""
 

@@ -71,15 +71,18 @@ def place(
     fallback to the CPU.
     """
     out: list[str] = []
+    picked: dict[str, int] = {}
     for device in devices:
         if device.strip().lower() == "auto":
             if inventory.cuda_count == 0:
                 chosen = "cpu"
             else:
+                # Several "auto" entries of one model spread over the GPUs first.
                 free = {i: inventory.free_memory(i) for i in range(inventory.cuda_count)}
-                best = max(free, key=lambda i: (free[i], -i))
+                best = max(free, key=lambda i: (-picked.get(f"cuda:{i}", 0), free[i], -i))
                 chosen = f"cuda:{best}"
         else:
             chosen = _normalise(device, inventory)
+        picked[chosen] = picked.get(chosen, 0) + 1
         out.extend([chosen] * instances_per_device)
     return out

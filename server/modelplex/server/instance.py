@@ -30,6 +30,7 @@ class Instance:
         self.model: TaskModel | None = None
         self.busy = 0
         self.completed = 0
+        self._memory_bytes = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"modelplex-{model_name}-{device}-{index}")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -46,12 +47,16 @@ class Instance:
 
         def build() -> TaskModel:
             model = factory(ctx)
+            # Set before load(), on this thread: close() queued behind a build that its caller
+            # abandoned (a cancelled LoadModel, a failed sibling) must still unload it.
+            self.model = model
             model.load()
             model.warmup()
+            self._memory_bytes = model.memory_bytes()
             return model
 
         try:
-            self.model = await self.run(build)
+            await self.run(build)
         except ModelplexError:
             raise
         except Exception as e:  # a factory may fail in any way; say where
@@ -63,14 +68,20 @@ class Instance:
             self.completed = 0
 
     def memory_bytes(self) -> int:
-        return self.model.memory_bytes() if self.model is not None else 0
+        """Bytes the model holds on its device, measured on its thread after loading."""
+        return self._memory_bytes
 
     async def close(self) -> None:
-        """Unload the task object (on its thread) and stop the thread."""
-        model, self.model = self.model, None
-        try:
+        """Unload the task object (on its thread, after anything queued there) and stop the thread."""
+
+        def unload() -> None:
+            model, self.model = self.model, None
+            self._memory_bytes = 0
             if model is not None:
-                await self.run(model.unload)
+                model.unload()
+
+        try:
+            await self.run(unload)
         except Exception:
             log.exception("unloading the instance on %s failed", self.device)
         finally:

@@ -148,7 +148,11 @@ class ModelRegistry:
                 for err in e.errors()
             )
             raise ConfigError(f"{where}: {problems}") from None
-        weights = WeightsChoice.parse(config.weights, allow_download=self.allow_download)
+        allow_download = self.allow_download if config.allow_download is None else config.allow_download
+        try:
+            weights = WeightsChoice.parse(config.weights, allow_download=allow_download)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
         if (
             weights.source is WeightsSource.CHECKPOINT
             and weights.path is not None
@@ -187,7 +191,12 @@ class ModelRegistry:
         )
         model.instances = [Instance(plan.name, d, i) for i, d in enumerate(plan.devices)]
         try:
-            await asyncio.gather(*(self._load_instance(plan, inst) for inst in model.instances))
+            outcomes = await asyncio.gather(
+                *(self._load_instance(plan, inst) for inst in model.instances), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             model.runtime = RUNTIMES[plan.spec.task](plan.name, plan.config, model.instances)
         except BaseException as e:
             del self._models[plan.name]

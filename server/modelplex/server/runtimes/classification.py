@@ -37,6 +37,7 @@ class ClassificationRuntime(TaskRuntime):
             name, config.max_queue_size, config.max_batch_size, config.max_batch_delay_ms / 1000.0
         )
         self._workers: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
         first = instances[0].model
         assert isinstance(first, ImageClassifier), f"{type(first).__name__} is not an ImageClassifier"
         self.input_shape: tuple[int, ...] = tuple(first.input_shape)
@@ -53,10 +54,12 @@ class ClassificationRuntime(TaskRuntime):
             )
 
     async def stop(self) -> None:
+        """Stop taking batches; batches already running finish and answer their callers."""
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        await asyncio.gather(*self._running, return_exceptions=True)
         self._queue.fail_all(ModelNotReadyError, f"model {self.name!r} was unloaded")
 
     def validate(self, images: Sequence[EncodedImage | RawTensor], top_k: int) -> int:
@@ -111,12 +114,21 @@ class ClassificationRuntime(TaskRuntime):
         assert isinstance(model, ImageClassifier)
         while True:
             batch = await self._queue.take()
-            try:
-                results = await inst.run(self._run_batch, model, [p.payload for p in batch])
-            except Exception as e:  # the whole batch failed inside the plugin
-                err = inference_error(self.name, e)
-                results = [err] * len(batch)
-            resolve(batch, results)
+            # Shielded: unloading cancels idle workers, but a running batch still answers.
+            running = asyncio.ensure_future(self._run(inst, model, batch))
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
+            await asyncio.shield(running)
+
+    async def _run(self, inst: Instance, model: ImageClassifier, batch: list[Pending[ClassifyJob]]) -> None:
+        results: Sequence[list[list[ClassScore]] | BaseException]
+        try:
+            results = await inst.run(self._run_batch, model, [p.payload for p in batch])
+        except ModelplexError as e:  # the plugin refused the whole batch on purpose
+            results = [e] * len(batch)
+        except Exception as e:  # the whole batch failed inside the plugin
+            results = [inference_error(self.name, e)] * len(batch)
+        resolve(batch, results)
 
     def _run_batch(
         self, model: ImageClassifier, jobs: Sequence[ClassifyJob]
@@ -145,7 +157,11 @@ class ClassificationRuntime(TaskRuntime):
         scores: list[list[ClassScore]] = []
         step = self.config.max_batch_size
         for start in range(0, len(inputs), step):
-            scores.extend(model.classify(inputs[start : start + step], top_k))
+            chunk = inputs[start : start + step]
+            got = model.classify(chunk, top_k)
+            if len(got) != len(chunk):
+                raise RuntimeError(f"classify() returned {len(got)} results for {len(chunk)} inputs")
+            scores.extend(got)
         for j, span in enumerate(spans):
             if span is not None:
                 start, n, k = span

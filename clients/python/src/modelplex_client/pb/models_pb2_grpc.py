@@ -69,7 +69,8 @@ class ModelRepositoryServicer:
     """
 
     def ListModels(self, request, context):
-        """Lists the loaded models (and those loading or failed).
+        """Lists the models that are loading, ready, or being unloaded. A model that
+        fails to load is removed (its LoadModel call, or the server's startup, fails).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
