@@ -1,28 +1,35 @@
-"""A bounded queue that hands workers batches of requests.
+"""A bounded queue that the instances' threads take batches from.
 
-Each loaded model of a batchable task has one queue; each of its instances
-runs a worker that takes a batch whenever it is free. With no batch delay a
-worker takes what is queued at that moment, so a lone request waits for
-nothing and requests that arrive while every instance is busy are batched
-together. A delay makes a free worker wait (up to it) for a fuller batch.
+Each loaded model of a batchable task has one queue. The event loop puts
+requests in; each instance's worker thread takes a batch whenever it is free,
+runs it, and hands the results back to the loop in one call. With no batch
+delay a free worker takes what is queued at that moment, so a lone request
+waits for nothing, and requests that arrive while every instance is busy are
+batched together. A delay makes a free worker wait (up to it) for a fuller batch.
+
+The workers block on the queue themselves, rather than an asyncio task per
+instance handing each batch to a thread pool: that removes an event-loop
+round and a future chain from every request (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from modelplex.errors import DeadlineExceededError, QueueFullError
+from modelplex.errors import DeadlineExceededError, ModelNotReadyError, QueueFullError
 
-__all__ = ["BatchQueue", "Pending"]
+__all__ = ["BatchQueue", "Pending", "resolve"]
 
 P = TypeVar("P")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pending(Generic[P]):
     """One queued request: its payload, its size in batch slots, its result."""
 
@@ -30,12 +37,14 @@ class Pending(Generic[P]):
     size: int
     future: asyncio.Future[Any]
     deadline: float | None = None
-    """loop.time() after which the request is dropped unrun."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    """time.monotonic() (= loop.time()) after which the request is dropped unrun."""
 
 
 class BatchQueue(Generic[P]):
-    """FIFO of :class:`Pending` requests with a bound on how many wait."""
+    """FIFO of :class:`Pending` requests with a bound on how many wait.
+
+    ``put`` is called on the event loop; ``take`` on worker threads.
+    """
 
     def __init__(self, name: str, max_queue_size: int, max_batch_size: int, max_batch_delay_s: float) -> None:
         self._name = name
@@ -44,87 +53,92 @@ class BatchQueue(Generic[P]):
         self._max_queue = max_queue_size
         self._max_batch = max_batch_size
         self._delay = max_batch_delay_s
-        self._idle: deque[asyncio.Future[None]] = deque()
-        self._filled: asyncio.Future[None] | None = None
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, pending: Pending[P]) -> None:
         """Queue a request, or raise QueueFullError at once when the queue is full."""
-        if len(self._items) >= self._max_queue:
-            raise QueueFullError(
-                f"model {self._name!r} has {len(self._items)} requests queued (max_queue_size); retry later"
-            )
-        self._items.append(pending)
-        self._queued_size += pending.size
-        while self._idle:
-            waiter = self._idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
-        if self._filled is not None and self._queued_size >= self._max_batch and not self._filled.done():
-            self._filled.set_result(None)
+        with self._cond:
+            if self._closed:
+                raise ModelNotReadyError(f"model {self._name!r} is being unloaded")
+            if len(self._items) >= self._max_queue:
+                raise QueueFullError(
+                    f"model {self._name!r} has {len(self._items)} requests queued (max_queue_size); retry later"
+                )
+            self._items.append(pending)
+            self._queued_size += pending.size
+            self._cond.notify()
 
-    async def take(self) -> list[Pending[P]]:
-        """Wait for work, then return up to max_batch_size slots of live requests.
+    def take(self, loop: asyncio.AbstractEventLoop) -> list[Pending[P]] | None:
+        """On a worker thread: block for work, then return up to max_batch_size slots of
+        live requests; None once the queue is closed.
 
-        Requests whose caller went away (future done) are dropped; those past
-        their deadline get DeadlineExceededError and are dropped too.
+        Requests whose caller went away (future done) are dropped; those past their
+        deadline are failed with DeadlineExceededError (on the loop) and dropped too.
         """
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._items:
-                waiter = loop.create_future()
-                self._idle.append(waiter)
-                await waiter
-            if self._delay > 0 and self._queued_size < self._max_batch:
-                self._filled = loop.create_future()
-                try:
-                    await asyncio.wait_for(asyncio.shield(self._filled), self._delay)
-                except TimeoutError:
-                    pass
-                finally:
-                    self._filled = None
-            batch = self._pop_batch(loop.time())
-            if batch:
-                return batch
+        with self._cond:
+            while True:
+                while not self._items and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return None
+                if self._delay > 0 and self._queued_size < self._max_batch:
+                    self._cond.wait_for(lambda: self._queued_size >= self._max_batch or self._closed, self._delay)
+                    if self._closed:
+                        return None
+                batch, expired = self._pop_batch(time.monotonic())
+                if expired:
+                    loop.call_soon_threadsafe(_expire, expired)
+                if batch:
+                    return batch
 
-    def _pop_batch(self, now: float) -> list[Pending[P]]:
+    def _pop_batch(self, now: float) -> tuple[list[Pending[P]], list[Pending[P]]]:
         batch: list[Pending[P]] = []
+        expired: list[Pending[P]] = []
         used = 0
         while self._items:
             head = self._items[0]
+            # done() is read off the loop thread: at worst a request cancelled this very
+            # moment still runs, and resolve() (on the loop) then leaves it alone.
             if head.future.done():
                 self._drop()
                 continue
             if head.deadline is not None and now > head.deadline:
-                self._drop()
-                head.future.set_exception(
-                    DeadlineExceededError("the deadline passed while the request was queued")
-                )
+                expired.append(self._drop())
                 continue
             if batch and used + head.size > self._max_batch:
                 break
             batch.append(self._drop())
             used += head.size
-        return batch
+        return batch, expired
 
     def _drop(self) -> Pending[P]:
         item = self._items.popleft()
         self._queued_size -= item.size
         return item
 
-    def fail_all(self, exc_factory: type[Exception], message: str) -> None:
-        """Fail every queued request (at unload)."""
-        while self._items:
-            item = self._drop()
-            if not item.future.done():
-                item.future.set_exception(exc_factory(message))
+    def close(self) -> list[Pending[P]]:
+        """Wake every worker to stop (the batch each is running finishes); return what was queued."""
+        with self._cond:
+            self._closed = True
+            left = list(self._items)
+            self._items.clear()
+            self._queued_size = 0
+            self._cond.notify_all()
+        return left
+
+
+def _expire(expired: Sequence[Pending[Any]]) -> None:
+    for pending in expired:
+        if not pending.future.done():
+            pending.future.set_exception(DeadlineExceededError("the deadline passed while the request was queued"))
 
 
 def resolve(batch: Sequence[Pending[P]], results: Sequence[Any]) -> None:
-    """Hand each request its result; a result that is an exception is raised to its caller."""
+    """On the loop: hand each request its result; a result that is an exception is raised to its caller."""
     for pending, result in zip(batch, results, strict=True):
         if pending.future.done():
             continue

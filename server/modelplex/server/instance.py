@@ -42,6 +42,11 @@ class Instance:
             self.busy -= 1
             self.completed += 1
 
+    def start_loop(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        """Run a long-lived loop (a runtime's batch loop) on this instance's thread until it
+        returns. Unlike :meth:`run` it is not counted as work: the loop counts its own."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     async def load(self, factory: Callable[[LoadContext], TaskModel], ctx: LoadContext) -> None:
         """Build the task object with the spec's factory, load and warm it up, on this thread."""
 
@@ -61,9 +66,7 @@ class Instance:
             raise
         except Exception as e:  # a factory may fail in any way; say where
             log.exception("loading %s on %s failed", ctx.model_name, self.device)
-            raise ModelLoadError(
-                f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}"
-            ) from e
+            raise ModelLoadError(f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}") from e
         finally:
             self.completed = 0
 

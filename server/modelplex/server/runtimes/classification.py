@@ -36,8 +36,7 @@ class ClassificationRuntime(TaskRuntime):
         self._queue: BatchQueue[ClassifyJob] = BatchQueue(
             name, config.max_queue_size, config.max_batch_size, config.max_batch_delay_ms / 1000.0
         )
-        self._workers: list[asyncio.Task[None]] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._workers: list[asyncio.Future[None]] = []
         first = instances[0].model
         assert isinstance(first, ImageClassifier), f"{type(first).__name__} is not an ImageClassifier"
         self.input_shape: tuple[int, ...] = tuple(first.input_shape)
@@ -48,19 +47,18 @@ class ClassificationRuntime(TaskRuntime):
         return self.config.max_batch_size
 
     def start(self) -> None:
-        for inst in self.instances:
-            self._workers.append(
-                asyncio.create_task(self._work(inst), name=f"{self.name}-worker-{inst.index}")
-            )
+        loop = asyncio.get_running_loop()
+        # Each instance's thread runs its batch loop until stop(); load and unload run on the
+        # same thread before and after, so the model is never called from two threads.
+        self._workers = [inst.start_loop(self._serve, inst, loop) for inst in self.instances]
 
     async def stop(self) -> None:
         """Stop taking batches; batches already running finish and answer their callers."""
-        for w in self._workers:
-            w.cancel()
+        left = self._queue.close()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
-        await asyncio.gather(*self._running, return_exceptions=True)
-        self._queue.fail_all(ModelNotReadyError, f"model {self.name!r} was unloaded")
+        unloaded = ModelNotReadyError(f"model {self.name!r} was unloaded")
+        resolve(left, [unloaded] * len(left))
 
     def validate(self, images: Sequence[EncodedImage | RawTensor], top_k: int) -> int:
         """Check what can be checked on the event loop; return the effective top_k."""
@@ -70,16 +68,12 @@ class ClassificationRuntime(TaskRuntime):
         if len(images) > limit:
             raise InvalidInputError(f"{len(images)} images in one request; this model takes at most {limit}")
         if top_k < 0 or top_k > self.num_classes:
-            raise InvalidInputError(
-                f"top_k must be between 1 and {self.num_classes} (0 means 5), got {top_k}"
-            )
+            raise InvalidInputError(f"top_k must be between 1 and {self.num_classes} (0 means 5), got {top_k}")
         for i, image in enumerate(images):
             if isinstance(image, RawTensor):
                 self._check_tensor(i, image)
             elif not image.data:
-                raise InvalidInputError(
-                    f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file"
-                )
+                raise InvalidInputError(f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file")
         return top_k or min(5, self.num_classes)
 
     def _check_tensor(self, i: int, t: RawTensor) -> None:
@@ -109,26 +103,23 @@ class ClassificationRuntime(TaskRuntime):
             future.cancel()  # the worker skips it if it has not started
             raise
 
-    async def _work(self, inst: Instance) -> None:
+    def _serve(self, inst: Instance, loop: asyncio.AbstractEventLoop) -> None:
+        """On the instance's thread: take a batch, run it, hand the results to the loop; repeat."""
         model = inst.model
         assert isinstance(model, ImageClassifier)
-        while True:
-            batch = await self._queue.take()
-            # Shielded: unloading cancels idle workers, but a running batch still answers.
-            running = asyncio.ensure_future(self._run(inst, model, batch))
-            self._running.add(running)
-            running.add_done_callback(self._running.discard)
-            await asyncio.shield(running)
-
-    async def _run(self, inst: Instance, model: ImageClassifier, batch: list[Pending[ClassifyJob]]) -> None:
-        results: Sequence[list[list[ClassScore]] | BaseException]
-        try:
-            results = await inst.run(self._run_batch, model, [p.payload for p in batch])
-        except ModelplexError as e:  # the plugin refused the whole batch on purpose
-            results = [e] * len(batch)
-        except Exception as e:  # the whole batch failed inside the plugin
-            results = [inference_error(self.name, e)] * len(batch)
-        resolve(batch, results)
+        while (batch := self._queue.take(loop)) is not None:
+            results: Sequence[list[list[ClassScore]] | BaseException]
+            inst.busy += 1
+            try:
+                results = self._run_batch(model, [p.payload for p in batch])
+            except ModelplexError as e:  # the plugin refused the whole batch on purpose
+                results = [e] * len(batch)
+            except Exception as e:  # the whole batch failed inside the plugin
+                results = [inference_error(self.name, e)] * len(batch)
+            finally:
+                inst.busy -= 1
+            inst.completed += 1
+            loop.call_soon_threadsafe(resolve, batch, results)
 
     def _run_batch(
         self, model: ImageClassifier, jobs: Sequence[ClassifyJob]
