@@ -56,9 +56,7 @@ def generate(out_dir: Path) -> list[Path]:
         d.rmdir()
     staging.rmdir()
     init = out_dir / "__init__.py"
-    init.write_text(
-        '"""Generated protobuf and gRPC modules for modelplex.v1 (see scripts/gen_protos.py)."""\n'
-    )
+    init.write_text('"""Generated protobuf and gRPC modules for modelplex.v1 (see scripts/gen_protos.py)."""\n')
     written.append(init)
     return written
 

@@ -72,9 +72,7 @@ def probe_server():
     with ExitStack() as stack:
 
         def start(*models: dict, **config: object):
-            return stack.enter_context(
-                running_server({"models": list(models), **config}, extra_plugins=PLUGINS)
-            )
+            return stack.enter_context(running_server({"models": list(models), **config}, extra_plugins=PLUGINS))
 
         yield start
     PROBES.clear()

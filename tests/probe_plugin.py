@@ -11,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict
+
 from modelplex import (
     ClassScore,
     EncodedImage,
@@ -24,7 +26,6 @@ from modelplex import (
     VariantMeta,
     hookimpl,
 )
-from pydantic import BaseModel, ConfigDict
 
 LABELS = ("zero", "one", "two", "three")
 

@@ -32,7 +32,17 @@ from modelplex.specs import (
     WeightsChoice,
     WeightsSource,
 )
-from modelplex.tasks import ClassScore, EncodedImage, ImageClassifier, RawTensor, TaskModel
+from modelplex.tasks import (
+    ClassScore,
+    EncodedImage,
+    ImageClassifier,
+    NextToken,
+    RawTensor,
+    SamplingParams,
+    TaskModel,
+    TextGenerator,
+    TopLogprob,
+)
 
 __version__ = "0.1.0"
 
@@ -51,13 +61,17 @@ __all__ = [
     "ModelNotReadyError",
     "ModelSpec",
     "ModelplexError",
+    "NextToken",
     "NoSettings",
     "PluginError",
     "QueueFullError",
     "RawTensor",
     "RuntimeLoadingDisabledError",
+    "SamplingParams",
     "Task",
     "TaskModel",
+    "TextGenerator",
+    "TopLogprob",
     "Variant",
     "VariantMeta",
     "WeightsChoice",

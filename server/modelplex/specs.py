@@ -173,9 +173,7 @@ class ModelSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"spec {self.name!r} has duplicate variant names: {names}")
         if self.default_variant is not None and self.default_variant not in names:
-            raise ValueError(
-                f"spec {self.name!r}: default variant {self.default_variant!r} is not one of {names}"
-            )
+            raise ValueError(f"spec {self.name!r}: default variant {self.default_variant!r} is not one of {names}")
 
     def variant(self, name: str | None) -> Variant:
         """The named variant, or the default one. KeyError names the choices."""

@@ -35,9 +35,7 @@ def served(example_plugins, tmp_path):
     try:
         line = proc.stdout.readline()
         match = re.search(r"serving on ([\d.]+:\d+)", line)
-        assert match, (
-            f"no address in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        )
+        assert match, f"no address in {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
         yield match.group(1)
     finally:
         proc.terminate()
@@ -51,9 +49,7 @@ def run(*args):
 def test_models_plugins_and_classify(served, tmp_path, make_image):
     out = run("models", "--server", served)
     assert out.returncode == 0, out.stderr
-    assert re.search(
-        r"colors\s+image_classification\s+ready\s+dominant-color/rgb\s+weights=random", out.stdout
-    )
+    assert re.search(r"colors\s+image_classification\s+ready\s+dominant-color/rgb\s+weights=random", out.stdout)
 
     out = run("plugins", "--server", served, "--json")
     plugins = {p["name"]: p for p in map(json.loads, out.stdout.splitlines())}
@@ -67,11 +63,7 @@ def test_models_plugins_and_classify(served, tmp_path, make_image):
 
     out = run("classify", str(green), "--model", "colors", "--json", "--server", served)
     result = json.loads(out.stdout)
-    assert (
-        result["image"] == str(green)
-        and result["classes"][0]["label"] == "green"
-        and len(result["classes"]) == 3
-    )
+    assert result["image"] == str(green) and result["classes"][0]["label"] == "green" and len(result["classes"]) == 3
 
     out = run("classify", str(green), "--model", "nope", "--server", served)
     assert out.returncode == 1 and "NOT_FOUND: no model named 'nope'" in out.stderr

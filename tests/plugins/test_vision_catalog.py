@@ -8,11 +8,12 @@ from importlib.metadata import entry_points
 
 import pytest
 import torchvision.models as tvm
+from pydantic import ValidationError
+
 from modelplex import ModelSpec, Task
 from modelplex_vision import plugin
 from modelplex_vision.catalog import ARCHITECTURES, Architecture
 from modelplex_vision.settings import VisionSettings
-from pydantic import ValidationError
 
 EXPECTED_ARCHS = {
     *(f"resnet{n}" for n in (18, 34, 50, 101, 152)),

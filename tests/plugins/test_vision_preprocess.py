@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 import torch
 import torchvision.models as tvm
+from PIL import Image
+
 from modelplex import EncodedImage, InvalidInputError, LoadContext, RawTensor, WeightsChoice, WeightsSource
 from modelplex_vision.plugin import build_specs
 from modelplex_vision.settings import VisionSettings
-from PIL import Image
 
 SPECS = {spec.name: spec for spec in build_specs()}
 

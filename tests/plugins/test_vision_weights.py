@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision.models as tvm
+from safetensors.torch import save_file
+
 from modelplex import (
     ClassScore,
     InvalidInputError,
@@ -26,7 +28,6 @@ from modelplex import (
 from modelplex_vision.plugin import build_specs
 from modelplex_vision.settings import VisionSettings
 from modelplex_vision.weights import hub_cache_file
-from safetensors.torch import save_file
 
 SPECS = {spec.name: spec for spec in build_specs()}
 PRETRAINED = WeightsChoice(WeightsSource.PRETRAINED)

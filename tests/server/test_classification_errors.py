@@ -7,6 +7,7 @@ import struct
 
 import grpc
 import pytest
+
 from modelplex_client import Client, ServerError
 from modelplex_client.pb import common_pb2
 from modelplex_client.pb import image_classification_pb2 as pb
@@ -80,8 +81,7 @@ def test_bad_input_gets_its_status_and_server_keeps_serving(client, case):
     fields, code, message = CASES[case]
     fields = {"model": "probe", "top_k": 1, **fields}
     images = [
-        pb.Image(tensor=i) if isinstance(i, common_pb2.Tensor) else pb.Image(encoded=i)
-        for i in fields.pop("images")
+        pb.Image(tensor=i) if isinstance(i, common_pb2.Tensor) else pb.Image(encoded=i) for i in fields.pop("images")
     ]
     request = pb.ClassifyRequest(images=images, **fields)
     got_code, details = status(lambda: client.classify_request(request))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelplex.errors import ConfigError
 from modelplex.server.cli import config_from_args, parser
 from modelplex.server.config import load_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelplex.errors import ConfigError
 from modelplex.server.devices import DeviceInventory, place, torch_inventory
 

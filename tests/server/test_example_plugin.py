@@ -5,6 +5,7 @@ reported and does not stop the server."""
 from __future__ import annotations
 
 import pytest
+
 from modelplex.testing import running_server
 from modelplex_client import Client
 from modelplex_client.pb import models_pb2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from modelplex_client import Client, ServerError
 from modelplex_client.pb import common_pb2, models_pb2
 from probe_plugin import PROBES, probe_model
@@ -33,14 +34,11 @@ def test_load_and_unload_at_run_time(probe_server):
     server = probe_server()
     with Client(server.address, timeout=10) as client:
         assert client.list_models() == []
-        info = client.load_model(
-            "probe", name="p2", devices=["cpu"], max_batch_size=2, settings={"fail": False}
-        )
+        info = client.load_model("probe", name="p2", devices=["cpu"], max_batch_size=2, settings={"fail": False})
         assert info.name == "p2" and info.max_batch_size == 2 and info.state == models_pb2.READY
         assert client.classify([b"\x01"], model="p2", top_k=1)[0][0].label == "one"
         assert (
-            code_of(lambda: client.load_model("probe", name="p2", devices=["cpu"]))[0]
-            == grpc.StatusCode.ALREADY_EXISTS
+            code_of(lambda: client.load_model("probe", name="p2", devices=["cpu"]))[0] == grpc.StatusCode.ALREADY_EXISTS
         )
         client.unload_model("p2")
         assert PROBES["p2"].unloaded == 1
@@ -97,9 +95,7 @@ def test_health_and_reflection(probe_server):
         assert client.health("modelplex.model/probe") == "SERVING"
     with grpc.insecure_channel(server.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-        )
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for s in next(responses).list_services_response.service}
     assert {
         "modelplex.v1.ModelRepository",

@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+
 from modelplex_client import AsyncClient, Client, ServerError
 from probe_plugin import PROBES, probe_model
 
@@ -129,9 +130,7 @@ def test_graceful_shutdown_finishes_in_flight_calls(probe_server):
     server = probe_server(probe_model(settings={"block": True}))
     with Client(server.address, timeout=20) as client:
         results: list = []
-        t = threading.Thread(
-            target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1))
-        )
+        t = threading.Thread(target=lambda: results.append(client.classify([b"\x01"], model="probe", top_k=1)))
         t.start()
         wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
         stopping = asyncio.run_coroutine_threadsafe(server.server.stop(grace=10), server.loop)
@@ -174,6 +173,4 @@ def test_a_failed_load_unloads_every_instance_it_built(probe_server):
 def _failing_second_instance_config():
     from modelplex.server.config import ModelConfig
 
-    return ModelConfig.model_validate(
-        probe_model("half", instances_per_device=2, settings={"fail_second_load": True})
-    )
+    return ModelConfig.model_validate(probe_model("half", instances_per_device=2, settings={"fail_second_load": True}))

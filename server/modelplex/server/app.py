@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -18,7 +17,15 @@ from modelplex.server.plugins import PluginSet, discover
 from modelplex.server.registry import ModelRegistry
 from modelplex.server.servicers.classification import ImageClassificationServicer
 from modelplex.server.servicers.repository import ModelRepositoryServicer
-from modelplex_client.pb import image_classification_pb2, image_classification_pb2_grpc, models_pb2, models_pb2_grpc
+from modelplex.server.servicers.text_generation import TextGenerationServicer
+from modelplex_client.pb import (
+    image_classification_pb2,
+    image_classification_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_generation_pb2,
+    text_generation_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +37,14 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _SERVICES = [
     (models_pb2.DESCRIPTOR.services_by_name["ModelRepository"].full_name, None),
     (image_classification_pb2.DESCRIPTOR.services_by_name["ImageClassification"].full_name, None),
+    (text_generation_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name, None),
 ]
+
 
 def model_health_name(model: str) -> str:
     """The grpc.health.v1 service name under which a model's readiness is reported."""
     return f"modelplex.model/{model}"
+
 
 class ModelServer:
     """One modelplex server. ``await start()``, then ``await stop()`` (in a ``finally``)."""
@@ -86,6 +96,9 @@ class ModelServer:
         image_classification_pb2_grpc.add_ImageClassificationServicer_to_server(
             ImageClassificationServicer(self.registry), self._server
         )
+        text_generation_pb2_grpc.add_TextGenerationServicer_to_server(
+            TextGenerationServicer(self.registry), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = [n for n, _ in _SERVICES]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
@@ -93,6 +106,8 @@ class ModelServer:
             self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
         except RuntimeError as e:
             raise OSError(f"cannot listen on {s.host}:{s.port}: {e}") from None
+        # grpc's health servicer starts with "" SERVING; the server is not ready until its models are.
+        await self.health.set("", NOT_SERVING)
         for name in names:
             await self.health.set(name, SERVING)
         for plan in plans:
@@ -100,7 +115,10 @@ class ModelServer:
         await self._server.start()
         log.info("modelplex listening on %s:%d", s.host, self.port)
         try:
-            await asyncio.gather(*(self.registry.load(m) for m in self.config.models))
+            # One model after another (each one's instances load in parallel), so that
+            # "auto" placement sees the memory the models before it took.
+            for m in self.config.models:
+                await self.registry.load(m)
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -121,4 +139,3 @@ class ModelServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
-

@@ -38,12 +38,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", help='with --model: "pretrained", "random" or a checkpoint path')
     p.add_argument("--device", action="append", help="with --model: a device (repeatable; default auto)")
-    p.add_argument(
-        "--allow-download", action="store_true", default=None, help="download missing pretrained weights"
-    )
-    p.add_argument(
-        "--strict-plugins", action="store_true", default=None, help="refuse to start if a plugin fails"
-    )
+    p.add_argument("--allow-download", action="store_true", default=None, help="download missing pretrained weights")
+    p.add_argument("--strict-plugins", action="store_true", default=None, help="refuse to start if a plugin fails")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -91,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelplexError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve(config))
     except ModelplexError as e:

@@ -153,11 +153,7 @@ class ModelRegistry:
             weights = WeightsChoice.parse(config.weights, allow_download=allow_download)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
-        if (
-            weights.source is WeightsSource.CHECKPOINT
-            and weights.path is not None
-            and not weights.path.exists()
-        ):
+        if weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists():
             raise WeightsNotFoundError(
                 f"{where}: checkpoint {weights.path} does not exist. Give the path of a saved state_dict "
                 f'(.pt/.pth/.safetensors) or model folder, weights = "pretrained", or weights = "random".'
@@ -175,9 +171,7 @@ class ModelRegistry:
         ModelExistsError or ModelLoadError; a failed model leaves no trace."""
         plan = self.plan(config)
         if plan.name in self._models:
-            raise ModelExistsError(
-                f"a model named {plan.name!r} is already loaded; unload it or pick another name"
-            )
+            raise ModelExistsError(f"a model named {plan.name!r} is already loaded; unload it or pick another name")
         model = LoadedModel(plan)
         self._models[plan.name] = model
         self._on_state(plan.name, False)

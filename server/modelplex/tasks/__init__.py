@@ -8,5 +8,16 @@ from __future__ import annotations
 
 from modelplex.tasks.base import TaskModel
 from modelplex.tasks.classification import ClassScore, EncodedImage, ImageClassifier, RawTensor
+from modelplex.tasks.text_generation import NextToken, SamplingParams, TextGenerator, TopLogprob
 
-__all__ = ["ClassScore", "EncodedImage", "ImageClassifier", "RawTensor", "TaskModel"]
+__all__ = [
+    "ClassScore",
+    "EncodedImage",
+    "ImageClassifier",
+    "NextToken",
+    "RawTensor",
+    "SamplingParams",
+    "TaskModel",
+    "TextGenerator",
+    "TopLogprob",
+]

@@ -5,24 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
 
-from modelplex_client.pb import common_pb2, image_classification_pb2, models_pb2
+from modelplex_client.pb import common_pb2, image_classification_pb2, models_pb2, text_generation_pb2
 
 __all__ = [
     "ImageLike",
     "ServerError",
     "channel_options",
     "classify_request",
+    "generate_request",
     "load_request",
     "server_error",
     "to_image",
 ]
 
-ImageLike = Union[bytes, str, os.PathLike, common_pb2.Tensor, Any]
+ImageLike = bytes | str | os.PathLike | common_pb2.Tensor | Any
 """An encoded image's bytes, the path of an image file, a ``Tensor`` message,
 or an array-like (numpy, torch) of the model's input shape, sent as FLOAT32."""
 
@@ -99,4 +100,41 @@ def load_request(
         s = struct_pb2.Struct()
         s.update(dict(settings))
         req.settings.CopyFrom(s)
+    return req
+
+
+def generate_request(
+    prompt: str,
+    *,
+    model: str,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float | None = None,
+    repetition_penalty: float | None = None,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    logprobs: int | None = None,
+    request_id: str = "",
+) -> text_generation_pb2.GenerateRequest:
+    """A GenerateRequest; None leaves an optional field unset (the server's default)."""
+    if isinstance(stop, str):
+        stop = [stop]
+    req = text_generation_pb2.GenerateRequest(
+        model=model,
+        request_id=request_id,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        stop=list(stop),
+    )
+    if top_p is not None:
+        req.top_p = top_p
+    if repetition_penalty is not None:
+        req.repetition_penalty = repetition_penalty
+    if seed is not None:
+        req.seed = seed
+    if logprobs is not None:
+        req.logprobs = logprobs
     return req

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -13,6 +13,7 @@ from modelplex_client._requests import (
     ImageLike,
     channel_options,
     classify_request,
+    generate_request,
     load_request,
     server_error,
 )
@@ -21,6 +22,8 @@ from modelplex_client.pb import (
     image_classification_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    text_generation_pb2,
+    text_generation_pb2_grpc,
 )
 
 __all__ = ["AsyncClient"]
@@ -46,6 +49,7 @@ class AsyncClient:
         self._channel = channel or aio.insecure_channel(target, options=channel_options(max_message_mb))
         self._models = models_pb2_grpc.ModelRepositoryStub(self._channel)
         self._classification = image_classification_pb2_grpc.ImageClassificationStub(self._channel)
+        self._text = text_generation_pb2_grpc.TextGenerationStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
@@ -101,6 +105,31 @@ class AsyncClient:
     ) -> image_classification_pb2.ClassifyResponse:
         """Send a ClassifyRequest as built; the whole response."""
         return await self._call(self._classification.Classify, request, timeout)
+
+    async def generate(
+        self, prompt: str, *, model: str, timeout: float | None = None, **options: Any
+    ) -> AsyncIterator[text_generation_pb2.GenerateResponse]:
+        """Generate text from ``prompt``, yielding the stream's chunks as they are decoded:
+        each has the ``text`` delta and its ``token_ids``; the last also has
+        ``finish_reason``, ``usage`` and ``time_to_first_token_ms``. Options are those
+        of GenerateRequest (max_new_tokens, temperature, top_k, top_p,
+        repetition_penalty, seed, stop, logprobs, request_id). Leaving the loop early
+        cancels the generation on the server."""
+        request = generate_request(prompt, model=model, **options)
+        call = self._text.Generate(request, timeout=self.timeout if timeout is None else timeout)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.RpcError as e:
+            raise server_error(e) from None
+        finally:
+            call.cancel()  # a no-op once the stream has ended
+
+    async def complete(
+        self, prompt: str, *, model: str, timeout: float | None = None, **options: Any
+    ) -> text_generation_pb2.CompleteResponse:
+        """The whole generated text at once (the unary Complete call); options as for ``generate``."""
+        return await self._call(self._text.Complete, generate_request(prompt, model=model, **options), timeout)
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The grpc.health.v1 status name of the server (""), a service, or a model

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from modelplex_client._requests import ServerError
 from modelplex_client.client import Client
-from modelplex_client.pb import common_pb2, models_pb2
+from modelplex_client.pb import common_pb2, models_pb2, text_generation_pb2
 
 __all__ = ["main"]
 
@@ -59,13 +59,48 @@ def _cmd_classify(client: Client, args: argparse.Namespace) -> None:
     results = client.classify([Path(p) for p in args.images], model=args.model, top_k=args.top_k)
     for path, classes in zip(args.images, results, strict=True):
         if args.json:
-            print(json.dumps({"image": path, "classes": [
-                {"index": c.index, "label": c.label, "score": c.score} for c in classes
-            ]}))
+            print(
+                json.dumps(
+                    {
+                        "image": path,
+                        "classes": [{"index": c.index, "label": c.label, "score": c.score} for c in classes],
+                    }
+                )
+            )
             continue
         print(path)
         for c in classes:
             print(f"  {c.score:7.2%}  {c.label} ({c.index})")
+
+
+def _cmd_generate(client: Client, args: argparse.Namespace) -> None:
+    chunks = client.generate(
+        args.prompt,
+        model=args.model,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        stop=args.stop or (),
+        logprobs=args.logprobs,
+    )
+    last = None
+    for chunk in chunks:
+        if args.json:
+            print(_json(chunk), flush=True)
+        else:
+            print(chunk.text, end="", flush=True)
+        last = chunk
+    if not args.json:
+        print()
+        if last is not None:
+            reason = text_generation_pb2.FinishReason.Name(last.finish_reason).lower()
+            print(
+                f"[{reason}: {last.usage.completion_tokens} tokens, first after {last.time_to_first_token_ms:.0f} ms]",
+                file=sys.stderr,
+            )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,10 +121,26 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("images", nargs="+", help="JPEG, PNG, WebP or BMP files")
     c.add_argument("--model", required=True)
     c.add_argument("--top-k", type=int, default=0, help="classes per image (default: 5, or all if fewer)")
+    g = client_command("generate", "generate text, printing the tokens as they arrive")
+    g.add_argument("prompt", help="the prompt (T5: with its task prefix, e.g. 'summarize: ...')")
+    g.add_argument("--model", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
+    g.add_argument("--top-k", type=int, default=0, help="0 is off")
+    g.add_argument("--top-p", type=float, default=None, help="in (0, 1]; default off")
+    g.add_argument("--repetition-penalty", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None, help="the same seed gives the same output")
+    g.add_argument("--stop", action="append", help="a stop sequence (repeat for more)")
+    g.add_argument("--logprobs", type=int, default=None, help="return logprobs with N alternatives")
     return p
 
 
-_COMMANDS = {"models": _cmd_models, "plugins": _cmd_plugins, "classify": _cmd_classify}
+_COMMANDS = {
+    "models": _cmd_models,
+    "plugins": _cmd_plugins,
+    "classify": _cmd_classify,
+    "generate": _cmd_generate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,9 @@ import io
 from collections.abc import Sequence
 
 import torch
-from modelplex import ClassScore, EncodedImage, ImageClassifier, InvalidInputError, LoadContext, RawTensor
 from PIL import Image, UnidentifiedImageError
+
+from modelplex import ClassScore, EncodedImage, ImageClassifier, InvalidInputError, LoadContext, RawTensor
 
 LABELS = ("red", "green", "blue")
 

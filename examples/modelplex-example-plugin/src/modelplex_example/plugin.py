@@ -6,8 +6,9 @@ by the factory, when an instance is loaded.
 
 from __future__ import annotations
 
-from modelplex import LoadContext, ModelSpec, Task, TaskModel, Variant, VariantMeta, hookimpl
 from pydantic import BaseModel, ConfigDict, Field
+
+from modelplex import LoadContext, ModelSpec, Task, TaskModel, Variant, VariantMeta, hookimpl
 
 
 class ColorSettings(BaseModel):
@@ -34,9 +35,7 @@ def register_models(register):  # type: ignore[no-untyped-def]
             name="dominant-color",
             task=Task.IMAGE_CLASSIFICATION,
             factory=_factory,
-            variants=(
-                Variant("rgb", weights="", meta=VariantMeta(num_classes=3), description="red, green, blue"),
-            ),
+            variants=(Variant("rgb", weights="", meta=VariantMeta(num_classes=3), description="red, green, blue"),),
             settings=ColorSettings,
             description="Which of red, green and blue dominates the image (no weights: a fixed function).",
         )

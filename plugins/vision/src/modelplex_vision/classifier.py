@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from itertools import chain
 
 import torch
+from torch import nn
+from torchvision.models import get_weight
+
 from modelplex import (
     ClassScore,
     EncodedImage,
@@ -18,9 +21,6 @@ from modelplex import (
     RawTensor,
     WeightsSource,
 )
-from torch import nn
-from torchvision.models import get_weight
-
 from modelplex_vision.catalog import Architecture
 from modelplex_vision.images import decode_image
 from modelplex_vision.settings import VisionSettings

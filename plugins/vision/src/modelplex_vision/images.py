@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 
-from modelplex import InvalidInputError
 from PIL import Image, ImageOps
+
+from modelplex import InvalidInputError
 
 __all__ = ["ACCEPTED_FORMATS", "decode_image"]
 

@@ -20,7 +20,6 @@ from modelplex import (
     VariantMeta,
     hookimpl,
 )
-
 from modelplex_vision.catalog import ARCHITECTURES, Architecture, WeightsVariant
 from modelplex_vision.settings import VisionSettings
 

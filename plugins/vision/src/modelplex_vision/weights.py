@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-from modelplex import ModelLoadError, WeightsNotFoundError
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_builder
 
+from modelplex import ModelLoadError, WeightsNotFoundError
 from modelplex_vision.catalog import Architecture
 
 __all__ = ["build_from_checkpoint", "build_pretrained", "build_random", "hub_cache_file", "read_state_dict"]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from grpc import aio
-from modelplex_client.pb import image_classification_pb2 as pb
-from modelplex_client.pb import image_classification_pb2_grpc as pb_grpc
 
 from modelplex.server.grpc_errors import grpc_errors
 from modelplex.server.registry import ModelRegistry
 from modelplex.server.runtimes.classification import ClassificationRuntime
 from modelplex.server.servicers.convert import deadline_of, image_from_proto
 from modelplex.specs import Task
+from modelplex_client.pb import image_classification_pb2 as pb
+from modelplex_client.pb import image_classification_pb2_grpc as pb_grpc
 
 __all__ = ["ImageClassificationServicer"]
 
@@ -20,9 +20,7 @@ class ImageClassificationServicer(pb_grpc.ImageClassificationServicer):
         self._registry = registry
 
     @grpc_errors
-    async def Classify(
-        self, request: pb.ClassifyRequest, context: aio.ServicerContext
-    ) -> pb.ClassifyResponse:
+    async def Classify(self, request: pb.ClassifyRequest, context: aio.ServicerContext) -> pb.ClassifyResponse:
         runtime = self._registry.get(request.model, Task.IMAGE_CLASSIFICATION)
         assert isinstance(runtime, ClassificationRuntime)
         images = [image_from_proto(i, img) for i, img in enumerate(request.images)]
@@ -31,9 +29,7 @@ class ImageClassificationServicer(pb_grpc.ImageClassificationServicer):
             request_id=request.request_id,
             model=request.model,
             results=[
-                pb.Classification(
-                    classes=[pb.ClassScore(index=c.index, label=c.label, score=c.score) for c in r]
-                )
+                pb.Classification(classes=[pb.ClassScore(index=c.index, label=c.label, score=c.score) for c in r])
                 for r in results
             ],
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from grpc import aio
-from modelplex_client.pb import common_pb2, image_classification_pb2
 
 from modelplex.errors import InvalidInputError
 from modelplex.tasks import EncodedImage, RawTensor
+from modelplex_client.pb import common_pb2, image_classification_pb2
 
 __all__ = ["deadline_of", "image_from_proto", "tensor_dtype"]
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 from grpc import aio
-from modelplex_client.pb import common_pb2
-from modelplex_client.pb import models_pb2 as pb
-from modelplex_client.pb import models_pb2_grpc as pb_grpc
 from pydantic import ValidationError
 
 from modelplex.errors import ConfigError, RuntimeLoadingDisabledError
@@ -16,6 +13,9 @@ from modelplex.server.plugins import PluginReport, PluginState
 from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState
 from modelplex.server.runtimes.classification import ClassificationRuntime
 from modelplex.specs import ModelSpec, Task, WeightsSource
+from modelplex_client.pb import common_pb2
+from modelplex_client.pb import models_pb2 as pb
+from modelplex_client.pb import models_pb2_grpc as pb_grpc
 
 __all__ = ["ModelRepositoryServicer", "model_info"]
 
@@ -50,9 +50,7 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
         state=_STATES[model.state],
         weights=pb.Weights(source=_SOURCES[weights.source], uri=uri),
         instances=[
-            pb.InstanceInfo(
-                device=i.device, memory_bytes=i.memory_bytes(), busy=i.busy, completed=i.completed
-            )
+            pb.InstanceInfo(device=i.device, memory_bytes=i.memory_bytes(), busy=i.busy, completed=i.completed)
             for i in model.instances
         ],
         description=plan.spec.description,
@@ -71,8 +69,7 @@ def _spec_info(spec: ModelSpec) -> pb.SpecInfo:
         task=_TASKS[spec.task],
         description=spec.description,
         variants=[
-            pb.VariantInfo(name=v.name, description=v.description, is_default=v.name == default)
-            for v in spec.variants
+            pb.VariantInfo(name=v.name, description=v.description, is_default=v.name == default) for v in spec.variants
         ],
     )
 
@@ -119,9 +116,7 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
         self._allow_loading = allow_runtime_loading
 
     @grpc_errors
-    async def ListModels(
-        self, request: pb.ListModelsRequest, context: aio.ServicerContext
-    ) -> pb.ListModelsResponse:
+    async def ListModels(self, request: pb.ListModelsRequest, context: aio.ServicerContext) -> pb.ListModelsResponse:
         models = self._registry.list()
         if request.task:
             models = [m for m in models if _TASKS[m.task] == request.task]
@@ -144,15 +139,11 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
         return model_info(model)
 
     @grpc_errors
-    async def UnloadModel(
-        self, request: pb.UnloadModelRequest, context: aio.ServicerContext
-    ) -> pb.UnloadModelResponse:
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: aio.ServicerContext) -> pb.UnloadModelResponse:
         self._check_allowed("UnloadModel")
         await self._registry.unload(request.model)
         return pb.UnloadModelResponse()
 
     @grpc_errors
-    async def ListPlugins(
-        self, request: pb.ListPluginsRequest, context: aio.ServicerContext
-    ) -> pb.ListPluginsResponse:
+    async def ListPlugins(self, request: pb.ListPluginsRequest, context: aio.ServicerContext) -> pb.ListPluginsResponse:
         return pb.ListPluginsResponse(plugins=[_plugin_info(r) for r in self._registry.plugins.reports])

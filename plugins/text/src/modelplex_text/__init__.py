@@ -1,0 +1,1 @@
+"""modelplex-text: Hugging Face causal and seq2seq language models for modelplex."""

@@ -1,0 +1,136 @@
+"""modelplex.v1.TextGeneration over the text-generation runtime."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from modelplex import errors
+from modelplex.server.grpc_errors import grpc_errors, status_of
+from modelplex.server.registry import ModelRegistry
+from modelplex.server.runtimes.text_generation import (
+    GenerationChunk,
+    GenerationRequest,
+    TextGenerationRuntime,
+    TokenLogprobs,
+)
+from modelplex.server.servicers.convert import deadline_of
+from modelplex.specs import Task
+from modelplex.tasks import SamplingParams
+from modelplex_client.pb import text_generation_pb2 as pb
+from modelplex_client.pb import text_generation_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TextGenerationServicer", "request_from_proto"]
+
+_FINISH = {"length": pb.LENGTH, "stop": pb.STOP, "eos": pb.EOS, "cancelled": pb.CANCELLED}
+
+
+def request_from_proto(request: pb.GenerateRequest) -> GenerationRequest:
+    params = SamplingParams(
+        temperature=request.temperature,
+        top_k=request.top_k,
+        top_p=request.top_p if request.HasField("top_p") else 1.0,
+        repetition_penalty=request.repetition_penalty if request.HasField("repetition_penalty") else 1.0,
+        seed=request.seed if request.HasField("seed") else None,
+        logprobs=request.logprobs if request.HasField("logprobs") else None,
+    )
+    return GenerationRequest(request.prompt, request.max_new_tokens, params, tuple(request.stop))
+
+
+def _logprobs(items: tuple[TokenLogprobs, ...]) -> list[pb.TokenLogprob]:
+    return [
+        pb.TokenLogprob(
+            token_id=t.token_id,
+            token=t.token,
+            logprob=t.logprob,
+            top=[pb.TopLogprob(token_id=i, token=text, logprob=lp) for i, text, lp in t.top],
+        )
+        for t in items
+    ]
+
+
+def _stream_errors(
+    method: Callable[..., AsyncIterator[Any]],
+) -> Callable[..., AsyncIterator[Any]]:
+    """Like grpc_errors, for a server-streaming method: an error aborts the call with its status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except errors.ModelplexError as e:
+            await context.abort(status_of(e), str(e))
+        except Exception as e:
+            log.exception("unexpected error in %s", method.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+    return wrapper
+
+
+class TextGenerationServicer(pb_grpc.TextGenerationServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def _runtime(self, model: str) -> TextGenerationRuntime:
+        runtime = self._registry.get(model, Task.TEXT_GENERATION)
+        assert isinstance(runtime, TextGenerationRuntime)
+        return runtime
+
+    @_stream_errors
+    async def Generate(
+        self, request: pb.GenerateRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateResponse]:
+        stream = self._runtime(request.model).generate(request_from_proto(request), deadline_of(context))
+        try:
+            async for chunk in stream:
+                yield self._response(request, chunk)
+        finally:
+            stream.cancel()  # a no-op once finished; else the sequence leaves the batch
+
+    def _response(self, request: pb.GenerateRequest, chunk: GenerationChunk) -> pb.GenerateResponse:
+        message = pb.GenerateResponse(
+            request_id=request.request_id,
+            model=request.model,
+            text=chunk.text,
+            token_ids=chunk.token_ids,
+            logprobs=_logprobs(chunk.logprobs),
+        )
+        if chunk.finish_reason is not None:
+            message.finish_reason = _FINISH[chunk.finish_reason]
+            message.usage.prompt_tokens = chunk.prompt_tokens
+            message.usage.completion_tokens = chunk.completion_tokens
+            message.time_to_first_token_ms = chunk.time_to_first_token_s * 1000
+            message.stop_sequence = chunk.stop_sequence
+        return message
+
+    @grpc_errors
+    async def Complete(self, request: pb.GenerateRequest, context: aio.ServicerContext) -> pb.CompleteResponse:
+        started = time.perf_counter()
+        stream = self._runtime(request.model).generate(request_from_proto(request), deadline_of(context))
+        response = pb.CompleteResponse(request_id=request.request_id, model=request.model)
+        texts = []
+        try:
+            async for chunk in stream:
+                texts.append(chunk.text)
+                response.token_ids.extend(chunk.token_ids)
+                response.logprobs.extend(_logprobs(chunk.logprobs))
+                last = chunk
+        finally:
+            stream.cancel()
+        response.text = "".join(texts)
+        response.finish_reason = _FINISH[last.finish_reason or "cancelled"]
+        response.usage.prompt_tokens = last.prompt_tokens
+        response.usage.completion_tokens = last.completion_tokens
+        response.time_to_first_token_ms = last.time_to_first_token_s * 1000
+        response.stop_sequence = last.stop_sequence
+        response.total_time_ms = (time.perf_counter() - started) * 1000
+        return response

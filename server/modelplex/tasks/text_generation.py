@@ -1,0 +1,106 @@
+"""Text generation: the interface and its value types.
+
+The server owns the decode loop: it calls :meth:`TextGenerator.step` once per
+decode step, on the instance's worker thread, with every sequence that is
+running on that instance, so that concurrent streams share each forward pass
+(continuous batching). Sequences join (their first ``step`` runs their prompt)
+and leave (``release``) between steps. Detokenization, stop sequences, limits,
+cancellation and deadlines are the server's work, not the plugin's.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelplex.tasks.base import TaskModel
+
+__all__ = ["NextToken", "SamplingParams", "TextGenerator", "TopLogprob"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """How one sequence picks its tokens. The server has validated every field."""
+
+    temperature: float = 0.0
+    """0 picks the most likely token (greedy); otherwise logits are divided by it."""
+    top_k: int = 0
+    """Sample among the k most likely tokens only; 0 is off."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold in (0, 1]; 1 is off."""
+    repetition_penalty: float = 1.0
+    """CTRL's penalty for tokens already in the prompt or the output; 1 is off."""
+    seed: int | None = None
+    """Seeds the sequence's own random generator: same seed, same tokens."""
+    logprobs: int | None = None
+    """None: no log-probabilities; n: the chosen token's and the n most likely."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One of the most likely tokens at a position."""
+
+    token_id: int
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class NextToken:
+    """The token a sequence generated in one step."""
+
+    token_id: int
+    logprob: float | None = None
+    """Its log-probability under the model (before sampling transforms), when asked."""
+    top: tuple[TopLogprob, ...] = ()
+    """The most likely tokens, best first, when asked."""
+
+
+class TextGenerator(TaskModel):
+    """A language model that the server decodes step by step.
+
+    A *sequence* is whatever object :meth:`start` returns (a KV cache and the
+    sequence's sampler, typically); the server only hands it back. All methods
+    run on the instance's thread, one at a time.
+    """
+
+    context_length: int
+    """Longest prompt, in tokens. For a causal LM also the longest prompt plus output."""
+    is_encoder_decoder: bool = False
+    """True for seq2seq models (T5): the output does not share the prompt's window."""
+    max_new_tokens: int = 256
+    """The most tokens one request may ask for (an operator setting)."""
+    max_batch_size: int = 8
+    """The most sequences one step decodes together (an operator setting)."""
+
+    @abstractmethod
+    def tokenize(self, prompt: str) -> list[int]:
+        """The prompt's token ids, special tokens included as the model expects them.
+        Raise InvalidInputError for a prompt the model cannot take (e.g. empty)."""
+
+    @abstractmethod
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        """The text of ``token_ids``, special tokens skipped. A prefix of a multi-byte
+        character may come out as U+FFFD; the server waits for the rest."""
+
+    @abstractmethod
+    def is_eos(self, token_id: int) -> bool:
+        """Whether ``token_id`` ends the sequence."""
+
+    @abstractmethod
+    def start(self, prompt_ids: Sequence[int], params: SamplingParams) -> Any:
+        """A new sequence for ``prompt_ids``. Cheap: the prompt runs in its first ``step``."""
+
+    @abstractmethod
+    def step(self, sequences: Sequence[Any]) -> list[NextToken]:
+        """Generate one token for each sequence, together: one token per sequence, in order.
+
+        A sequence's first step runs its prompt and samples the first token; later steps
+        feed the previous token. Sequences of different lengths share the call; the
+        greedy output of each must not depend on which others it ran with."""
+
+    @abstractmethod
+    def release(self, sequence: Any) -> None:
+        """Free what a sequence holds (its KV cache). Called once, when it finishes,
+        is cancelled, or its deadline passes; it is never stepped again."""

@@ -1,0 +1,123 @@
+"""HFTextGenerator in-process: its step-by-step decoding with sequences joining a running
+batch at different steps gives each sequence the tokens it gets alone, and model.generate's."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelplex import LoadContext, SamplingParams, WeightsChoice
+from text_models import model_dirs, save_bart, save_llama
+
+PROMPTS = ["hello world", "the quick brown fox jumps over", "日本語", "a", "summarize: hello modelplex"]
+STEPS = 20
+
+
+def generator(spec_name, folder, **settings):
+    from modelplex_text.generator import HFTextGenerator
+    from modelplex_text.plugin import FAMILIES, build_specs
+    from modelplex_text.settings import TextSettings
+
+    spec = {s.name: s for s in build_specs()}[spec_name]
+    family = {f.name: f for f in FAMILIES}[spec_name]
+    ctx = LoadContext(
+        spec_name, spec, spec.variant(None), WeightsChoice.parse(str(folder)), "cpu", TextSettings(**settings)
+    )
+    g = HFTextGenerator(family, ctx)
+    g.load()
+    return g
+
+
+def alone(g, prompt, params):
+    seq = g.start(g.tokenize(prompt), params)
+    out = [g.step([seq])[0].token_id for _ in range(STEPS)]
+    g.release(seq)
+    return out
+
+
+def staggered(g, params):
+    """Sequence i joins the running batch at step 3 * i; each leaves after STEPS tokens."""
+    seqs, outs = [], []
+    step = 0
+    while len(seqs) < len(PROMPTS) or any(len(o) < STEPS for o in outs):
+        if step % 3 == 0 and len(seqs) < len(PROMPTS):
+            seqs.append(g.start(g.tokenize(PROMPTS[len(seqs)]), params))
+            outs.append([])
+        active = [(s, o) for s, o in zip(seqs, outs, strict=True) if len(o) < STEPS]
+        for (s, o), token in zip(active, g.step([s for s, _ in active]), strict=True):
+            o.append(token.token_id)
+            if len(o) == STEPS:
+                g.release(s)
+        step += 1
+    return outs
+
+
+@pytest.fixture(scope="module")
+def extra_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("more-models")
+    return {"bart": save_bart(root / "bart"), "llama": save_llama(root / "llama")}
+
+
+def folder_of(name, extra_dirs):
+    return extra_dirs[name] if name in extra_dirs else model_dirs()[name]
+
+
+MODELS = [("gpt2", "gpt2"), ("causal-lm", "llama"), ("t5-small", "t5"), ("seq2seq-lm", "bart")]
+
+
+@pytest.mark.parametrize("spec,folder", MODELS)
+@pytest.mark.parametrize(
+    "params", [SamplingParams(), SamplingParams(temperature=3.0, top_k=40, top_p=0.9, seed=5)], ids=["greedy", "seeded"]
+)
+def test_joining_a_running_batch_changes_no_sequence(spec, folder, params, extra_dirs):
+    g = generator(spec, folder_of(folder, extra_dirs))
+    expected = [alone(g, p, params) for p in PROMPTS]
+    assert staggered(g, params) == expected
+    assert len({tuple(e) for e in expected}) > 1
+
+
+@pytest.mark.parametrize("spec,folder", MODELS)
+def test_sequences_starting_together_equal_each_alone(spec, folder, extra_dirs):
+    """Several new sequences in one step: prefilled together (causal LMs: one padded pass)."""
+    g = generator(spec, folder_of(folder, extra_dirs))
+    params = SamplingParams()
+    expected = [alone(g, p, params) for p in PROMPTS]
+    seqs = [g.start(g.tokenize(p), params) for p in PROMPTS]
+    outs: list[list[int]] = [[] for _ in PROMPTS]
+    for _ in range(STEPS):
+        for o, token in zip(outs, g.step(seqs), strict=True):
+            o.append(token.token_id)
+    assert outs == expected
+
+
+@pytest.mark.parametrize("spec,folder", MODELS)
+def test_greedy_equals_model_generate(spec, folder, extra_dirs):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    path = folder_of(folder, extra_dirs)
+    g = generator(spec, path)
+    causal = spec in ("gpt2", "causal-lm")
+    auto = AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM
+    model = auto.from_pretrained(path).eval()
+    for prompt in PROMPTS:
+        ids = torch.tensor([g.tokenize(prompt)])
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=STEPS,
+            min_new_tokens=STEPS,
+            do_sample=False,
+            pad_token_id=model.config.pad_token_id or 0,
+        )
+        start = ids.shape[1] if causal else 1
+        assert alone(g, prompt, SamplingParams()) == out[0, start:].tolist(), prompt
+
+
+def test_repetition_penalty_and_logprobs():
+    g = generator("gpt2", model_dirs()["gpt2"])
+    plain = alone(g, "hello world", SamplingParams())
+    penalised = alone(g, "hello world", SamplingParams(repetition_penalty=5.0))
+    assert len(set(penalised)) >= len(set(plain)) and penalised != plain
+    seq = g.start(g.tokenize("hello"), SamplingParams(logprobs=2))
+    token = g.step([seq])[0]
+    assert token.logprob is not None and len(token.top) == 2 and token.top[0].token_id == token.token_id

@@ -1,0 +1,265 @@
+"""Continuous batching: concurrent streams share forward passes, join and leave between
+steps, and each greedy stream's tokens are the ones it gets alone; a cancelled stream or
+one whose deadline passes stops being decoded at once while the others carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import grpc
+import pytest
+
+from modelplex.testing import running_server
+from modelplex_client import AsyncClient, ServerError
+from modelplex_client.pb import text_generation_pb2 as pb
+from text_models import reference, text_model
+
+PROMPTS = [
+    ("hello world", 24),
+    ("the quick brown fox jumps over the lazy dog", 9),
+    ("héllo 日本語", 30),
+    ("summarize: streaming tokens over grpc, hello modelplex", 17),
+    ("a", 12),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    models = [
+        text_model("gpt2", "gpt2", "gpt2"),
+        text_model("long", "gpt2", "gpt2-long", settings={"max_new_tokens": 1000}),
+        text_model("t5", "t5-small", "t5"),
+    ]
+    with running_server({"models": models}) as s:
+        yield s
+
+
+class Forwards:
+    """Records (batch size, tokens per row) of every forward pass of a loaded model."""
+
+    def __init__(self, server, model):
+        self.calls: list[tuple[int, int]] = []
+        self.lock = threading.Lock()
+        self.runtime = server.server.registry.get(model, server.server.registry.describe(model).task)
+        generator = server.server.registry.describe(model).instances[0].model
+        self.handle = generator.model.register_forward_pre_hook(self._record, with_kwargs=True)
+        self.released: list[object] = []  # sequences whose caches were freed, in order
+        self._generator, self._release = generator, generator.release
+
+        def release(sequence):
+            self._release(sequence)
+            with self.lock:
+                self.released.append(sequence)
+
+        generator.release = release
+
+    def _record(self, module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is None:
+            ids = kwargs.get("decoder_input_ids")
+        if ids is None:  # T5's encoder runs as its own module, not through this hook
+            return
+        with self.lock:
+            self.calls.append(tuple(ids.shape))
+
+    def snapshot(self) -> list[tuple[int, int]]:
+        with self.lock:
+            return list(self.calls)
+
+    def close(self):
+        self.handle.remove()
+        del self._generator.release
+
+
+@pytest.fixture
+def forwards(server):
+    made = []
+
+    def make(model):
+        f = Forwards(server, model)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.close()
+
+
+async def collect(stream):
+    return [c async for c in stream]
+
+
+@pytest.mark.parametrize("model,folder", [("gpt2", "gpt2"), ("t5", "t5")])
+def test_greedy_streams_batched_together_equal_each_alone(server, forwards, model, folder):
+    rec = forwards(model)
+
+    async def main():
+        async with AsyncClient(server.address, timeout=60) as client:
+            first_prompt, first_n = PROMPTS[0]
+            first = client.generate(first_prompt, model=model, max_new_tokens=first_n)
+            head = [await first.__anext__() for _ in range(3)]  # the others join a running batch
+            others = [
+                asyncio.create_task(collect(client.generate(p, model=model, max_new_tokens=n))) for p, n in PROMPTS[1:]
+            ]
+            rest = await collect(first)
+            return [head + rest, *[await t for t in others]]
+
+    results = asyncio.run(main())
+    for (prompt, n), chunks in zip(PROMPTS, results, strict=True):
+        tokens = [t for c in chunks for t in c.token_ids]
+        assert tokens == reference(folder, prompt, n)[: len(tokens)], prompt
+        assert chunks[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    batch_sizes = [b for b, t in rec.snapshot() if t == 1]
+    assert max(batch_sizes) >= 3, f"the streams were not decoded together: {batch_sizes}"
+    assert rec.runtime.running == 0
+
+
+def test_cancelled_stream_stops_its_forward_passes_and_the_others_carry_on(server, forwards):
+    rec = forwards("long")
+
+    async def main():
+        async with AsyncClient(server.address, timeout=60) as client:
+            survivor = asyncio.create_task(collect(client.generate("hello world", model="long", max_new_tokens=300)))
+            doomed = client.generate("the quick brown fox", model="long", max_new_tokens=1000)
+            got = [await doomed.__anext__() for _ in range(5)]
+            await doomed.aclose()  # cancels the call
+            cancelled_at = len(rec.snapshot())
+            while rec.runtime.running != 1:  # the cancelled one leaves at the next step
+                await asyncio.sleep(0.001)
+            left_at = len(rec.snapshot())
+            (freed,) = rec.released  # its cache, and only its, is freed at once
+            assert freed.self_kv == [] and not survivor.done()
+            return got, await survivor, cancelled_at, left_at
+
+    got, survivor, cancelled_at, left_at = asyncio.run(main())
+    calls = rec.snapshot()
+    assert len(got) == 5
+    # At most the step in flight when the cancellation arrived ran for it afterwards.
+    assert left_at - cancelled_at <= 2
+    assert all(b == 1 for b, _ in calls[left_at:]), "the cancelled stream was decoded after it left"
+    # The survivor ran to its end, alone once the other left.
+    tokens = [t for c in survivor for t in c.token_ids]
+    assert tokens == reference("gpt2-long", "hello world", 300)[: len(tokens)]
+    assert survivor[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    assert rec.runtime.running == 0
+    time.sleep(0.1)
+    assert len(rec.snapshot()) == len(calls), "forward passes went on after every stream ended"
+
+
+def test_deadline_stops_the_generation_and_frees_its_slot(server, forwards):
+    rec = forwards("long")
+
+    async def main():
+        async with AsyncClient(server.address, timeout=60) as client:
+            survivor = asyncio.create_task(collect(client.generate("hello world", model="long", max_new_tokens=200)))
+            with pytest.raises(ServerError) as info:
+                await collect(client.generate("the quick brown fox", model="long", max_new_tokens=1000, timeout=0.3))
+            assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            ended_at = len(rec.snapshot())
+            deadline_passed = time.monotonic()
+            while rec.runtime.running > 1:
+                await asyncio.sleep(0.001)
+            return await survivor, ended_at, time.monotonic() - deadline_passed
+
+    survivor, ended_at, lag = asyncio.run(main())
+    calls = rec.snapshot()
+    assert lag < 0.5
+    decode_steps_together = sum(1 for b, _ in calls if b == 2)
+    assert decode_steps_together < 1000
+    tokens = [t for c in survivor for t in c.token_ids]
+    assert tokens == reference("gpt2-long", "hello world", 200)[: len(tokens)]
+    assert survivor[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    assert rec.runtime.running == 0
+
+
+def test_unloading_the_model_ends_its_streams_with_cancelled(server):
+    from modelplex_client import Client
+    from text_models import model_dirs
+
+    with Client(server.address, timeout=60) as client:
+        client.load_model(
+            "gpt2",
+            name="doomed",
+            weights=str(model_dirs()["gpt2-long"]),
+            devices=["cpu"],
+            settings={"max_new_tokens": 1000},
+        )
+        stream = client.generate("the quick brown fox", model="doomed", max_new_tokens=1000)
+        first = next(stream)
+        client.unload_model("doomed")
+        rest = list(stream)
+        assert rest[-1].finish_reason == pb.CANCELLED
+        assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) < 1000
+        with pytest.raises(ServerError) as info:
+            client.complete("hello", model="doomed", max_new_tokens=1)
+        assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_streams_over_the_batch_size_wait_and_a_full_queue_is_refused(server):
+    from modelplex.server.config import ModelConfig
+    from text_models import model_dirs
+
+    config = {
+        "spec": "gpt2",
+        "name": "narrow",
+        "weights": str(model_dirs()["gpt2-long"]),
+        "devices": ["cpu"],
+        "max_queue_size": 1,
+        "settings": {"max_batch_size": 1, "max_new_tokens": 1000},
+    }
+    server.call(server.server.registry.load(ModelConfig.model_validate(config)))
+    runtime = server.server.registry.get("narrow", server.server.registry.describe("narrow").task)
+
+    async def main():
+        async with AsyncClient(server.address, timeout=60) as client:
+            running = client.generate("hello world", model="narrow", max_new_tokens=1000)
+            await running.__anext__()
+            waiting = asyncio.create_task(collect(client.generate("a", model="narrow", max_new_tokens=5)))
+            while runtime.waiting != 1:
+                await asyncio.sleep(0.001)
+            with pytest.raises(ServerError) as info:
+                await collect(client.generate("x", model="narrow", max_new_tokens=1))
+            assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            await asyncio.sleep(0.05)
+            assert not waiting.done() and runtime.running == 1  # the slot is taken: it waits
+            await running.aclose()  # frees the slot: the waiting stream joins at the next step
+            return await waiting
+
+    try:
+        chunks = asyncio.run(main())
+        assert sum(len(c.token_ids) for c in chunks) == 5
+        assert runtime.running == 0 and runtime.waiting == 0
+    finally:
+        server.call(server.server.registry.unload("narrow"))
+
+
+def test_streams_spread_over_two_instances(server):
+    from modelplex.server.config import ModelConfig
+    from text_models import model_dirs
+
+    config = {
+        "spec": "gpt2",
+        "name": "pair",
+        "weights": str(model_dirs()["gpt2"]),
+        "devices": ["cpu"],
+        "instances_per_device": 2,
+    }
+    server.call(server.server.registry.load(ModelConfig.model_validate(config)))
+    try:
+
+        async def main():
+            async with AsyncClient(server.address, timeout=60) as client:
+                return await asyncio.gather(
+                    *(collect(client.generate(p, model="pair", max_new_tokens=n)) for p, n in PROMPTS)
+                )
+
+        results = asyncio.run(main())
+        for (prompt, n), chunks in zip(PROMPTS, results, strict=True):
+            tokens = [t for c in chunks for t in c.token_ids]
+            assert tokens == reference("gpt2", prompt, n)[: len(tokens)]
+        instances = server.server.registry.describe("pair").instances
+        assert all(i.completed > 0 for i in instances), [i.completed for i in instances]
+    finally:
+        server.call(server.server.registry.unload("pair"))
