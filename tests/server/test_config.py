@@ -94,8 +94,9 @@ def test_environment_overrides(tmp_path):
     env = {"MODELPLEX_SERVER__PORT": "6000", "MODELPLEX_PLUGINS__BLOCK": "a, b", "MODELPLEX_OTHER": "x"}
     config = load_config(write(tmp_path, "[server]\nport = 1\n"), environ=env)
     assert config.server.port == 6000 and config.plugins.block == ["a", "b"]
-    with pytest.raises(ConfigError, match="server.bogus: unknown key"):
+    with pytest.raises(ConfigError, match="server.bogus: unknown key") as info:
         load_config(None, environ={"MODELPLEX_SERVER__BOGUS": "1"})
+    assert "environment overrides" in str(info.value)
 
 
 def test_cli_flags_override_file_and_replace_models(tmp_path):

@@ -177,7 +177,10 @@ def load_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source} is not valid TOML: {e}") from None
-    layers = [_env_overrides(os.environ if environ is None else environ), overrides or {}]
+    env = _env_overrides(os.environ if environ is None else environ)
+    if env:
+        source += " with MODELPLEX_<SECTION>__<KEY> environment overrides"
+    layers = [env, overrides or {}]
     for layer in layers:
         for section, values in layer.items():
             if section == "models":
