@@ -121,3 +121,39 @@ def test_repetition_penalty_and_logprobs():
     seq = g.start(g.tokenize("hello"), SamplingParams(logprobs=2))
     token = g.step([seq])[0]
     assert token.logprob is not None and len(token.top) == 2 and token.top[0].token_id == token.token_id
+
+
+def test_a_tiny_temperature_picks_greedily():
+    import torch
+
+    from modelplex_text.sampling import Sampler
+
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(0)) * 10
+    for params in (SamplingParams(temperature=1e-40), SamplingParams(temperature=1e-40, top_k=5, top_p=0.5)):
+        assert Sampler(params, [], torch.device("cpu"))(logits).token_id == int(logits.argmax())
+
+
+def test_a_sequence_whose_sampling_fails_fails_alone():
+    g = generator("gpt2", model_dirs()["gpt2"])
+    expected = alone(g, "hello", SamplingParams())
+    ok = g.start(g.tokenize("hello"), SamplingParams())
+    bad = g.start(g.tokenize("hello world"), SamplingParams(temperature=1.0, seed=1))
+
+    def boom(scores):
+        raise RuntimeError("boom")
+
+    bad.sampler._sample = boom
+    first, failed = g.step([ok, bad])
+    assert isinstance(failed, RuntimeError) and first.token_id == expected[0]
+    g.release(bad)
+    assert [g.step([ok])[0].token_id for _ in range(STEPS - 1)] == expected[1:]
+
+
+def test_seq2seq_sequences_prefilled_together_own_their_memory():
+    """Their encoder states and cross-attention caches are copies, not views of the batch's."""
+    g = generator("t5-small", model_dirs()["t5"])
+    seqs = [g.start(g.tokenize(p), SamplingParams()) for p in ("a", "summarize: streaming tokens over grpc hello")]
+    g.step(seqs)
+    for s in seqs:
+        for t in (s.encoder_states, *(x for kv in s.cross_kv for x in kv)):
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size()

@@ -143,7 +143,7 @@ def test_pretrained_and_random_from_the_cache(server, empty_hf_cache, monkeypatc
     with Client(server.address, timeout=30) as client:
         pretrained = client.complete("hello world", model="cached", max_new_tokens=8)
         random = client.complete("hello world", model="random", max_new_tokens=8)
-        assert list(pretrained.token_ids) == reference("gpt2", "hello world", 8)[: len(pretrained.token_ids)]
+        assert list(pretrained.token_ids) == reference("gpt2", "hello world", 8)
         assert random.token_ids != pretrained.token_ids
         assert client.get_model("random").weights.source == 3  # RANDOM, reported as such
         for name in ("cached", "random"):
@@ -154,5 +154,5 @@ def test_t5_loads_through_the_generic_seq2seq_spec(server):
     load(server, **text_model("any-t5", "seq2seq-lm", "t5"))
     with Client(server.address, timeout=30) as client:
         out = client.complete("translate English to German: hello", model="any-t5", max_new_tokens=6)
-        assert list(out.token_ids) == reference("t5", "translate English to German: hello", 6)[: len(out.token_ids)]
+        assert list(out.token_ids) == reference("t5", "translate English to German: hello", 6)
         client.unload_model("any-t5")

@@ -26,7 +26,7 @@ def test_generates_on_cuda0(spec, folder, dtype):
         out = client.complete("hello world", model="m", max_new_tokens=12)
         assert 1 <= len(out.token_ids) <= 12
         if dtype == "float32":  # half precision may pick other tokens than the float32 reference
-            assert list(out.token_ids) == reference(folder, "hello world", 12)[: len(out.token_ids)]
+            assert list(out.token_ids) == reference(folder, "hello world", 12)
         seeded = [client.complete("hello", model="m", max_new_tokens=12, temperature=1.0, seed=3) for _ in "ab"]
         assert seeded[0].token_ids == seeded[1].token_ids
         streams = [list(client.generate(p, model="m", max_new_tokens=8)) for p in ("a", "hello world")]

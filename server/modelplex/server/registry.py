@@ -218,7 +218,10 @@ class ModelRegistry:
         await inst.load(plan.spec.factory, ctx)
 
     async def unload(self, name: str) -> None:
-        """Stop serving ``name``: queued requests fail UNAVAILABLE, running ones finish first."""
+        """Stop serving ``name``: queued requests fail UNAVAILABLE, running ones finish first.
+        For streaming tasks (text generation) the decode step in flight finishes, then every
+        stream of the model, running or still waiting, ends with finish reason CANCELLED
+        (unless it finished in that step)."""
         model = self.describe(name)
         if model.state is not ModelState.READY:
             raise ModelNotReadyError(f"model {name!r} is {model.state.value}; it cannot be unloaded now")

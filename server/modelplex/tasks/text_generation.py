@@ -1,7 +1,7 @@
 """Text generation: the interface and its value types.
 
 The server owns the decode loop: it calls :meth:`TextGenerator.step` once per
-decode step, on the instance's worker thread, with every sequence that is
+decode step, on the instance's worker thread, with the sequences that are
 running on that instance, so that concurrent streams share each forward pass
 (continuous batching). Sequences join (their first ``step`` runs their prompt)
 and leave (``release``) between steps. Detokenization, stop sequences, limits,
@@ -93,12 +93,18 @@ class TextGenerator(TaskModel):
         """A new sequence for ``prompt_ids``. Cheap: the prompt runs in its first ``step``."""
 
     @abstractmethod
-    def step(self, sequences: Sequence[Any]) -> list[NextToken]:
+    def step(self, sequences: Sequence[Any]) -> Sequence[NextToken | Exception]:
         """Generate one token for each sequence, together: one token per sequence, in order.
 
         A sequence's first step runs its prompt and samples the first token; later steps
         feed the previous token. Sequences of different lengths share the call; the
-        greedy output of each must not depend on which others it ran with."""
+        greedy output of each must not depend on which others it ran with. ``sequences``
+        is any subset of the running ones (a stream whose client reads slowly sits steps out).
+
+        When something fails for one sequence only (its sampling, say), return the exception
+        in its place: that sequence fails (INTERNAL, or the error's own status for a
+        ModelplexError) and is released; the others carry on. Raising fails every sequence
+        of the call."""
 
     @abstractmethod
     def release(self, sequence: Any) -> None:

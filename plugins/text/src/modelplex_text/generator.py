@@ -157,8 +157,10 @@ class HFTextGenerator(TextGenerator):
 
     def warmup(self) -> None:
         seq = self.start(self.tokenize("warm up"), SamplingParams())
-        self.step([seq])
-        self.step([seq])
+        for _ in range(2):
+            (token,) = self.step([seq])
+            if isinstance(token, Exception):
+                raise token
         self.release(seq)
 
     def unload(self) -> None:
@@ -202,7 +204,7 @@ class HFTextGenerator(TextGenerator):
         sequence.encoder_states = None
 
     @torch.inference_mode()
-    def step(self, sequences: Sequence[Any]) -> list[NextToken]:
+    def step(self, sequences: Sequence[Any]) -> list[NextToken | Exception]:
         rows: dict[int, torch.Tensor] = {}
         running = [s for s in sequences if s.last is not None]
         new = [s for s in sequences if s.last is None]
@@ -227,9 +229,14 @@ class HFTextGenerator(TextGenerator):
             best = torch.stack([rows[id(s)] for s in plain]).argmax(dim=-1).tolist()
             for s, token_id in zip(plain, best, strict=True):
                 picked[id(s)] = s.sampler.take(token_id)
-        out = []
+        out: list[NextToken | Exception] = []
         for s in sequences:
-            token = picked.get(id(s)) or s.sampler(rows[id(s)])
+            try:
+                token = picked.get(id(s)) or s.sampler(rows[id(s)])
+            except Exception as e:  # one sequence's sampling failed: it alone fails
+                log.exception("sampling failed for one sequence")
+                out.append(e)
+                continue
             s.last = token.token_id
             out.append(token)
         return out
@@ -294,9 +301,11 @@ class HFTextGenerator(TextGenerator):
         self_layers = _layers(out.cache.self_attention_cache)
         cross_layers = _layers(out.cache.cross_attention_cache)
         for row, (s, n) in enumerate(zip(group, lengths, strict=True)):
-            s.encoder_states = states[row : row + 1, :n]
+            # Copies, not views: these live as long as the sequence, and a view would keep the
+            # whole batch's tensors alive. (The self-attention caches are replaced every step.)
+            s.encoder_states = states[row : row + 1, :n].clone()
             s.self_kv = [(k[row : row + 1], v[row : row + 1]) for k, v in self_layers]
-            s.cross_kv = [(k[row : row + 1, :, :n], v[row : row + 1, :, :n]) for k, v in cross_layers]
+            s.cross_kv = [(k[row : row + 1, :, :n].clone(), v[row : row + 1, :, :n].clone()) for k, v in cross_layers]
         return out.logits[:, -1]
 
     def _decode_causal(self, group: list[_Sequence]) -> torch.Tensor:

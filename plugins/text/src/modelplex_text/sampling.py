@@ -50,7 +50,7 @@ class Sampler:
         if p.temperature == 0:
             token = int(torch.argmax(scores))
         else:
-            token = self._sample(scores / p.temperature)
+            token = self._sample(scores)
         self.seen.append(token)
         if p.logprobs is None:
             return NextToken(token)
@@ -61,8 +61,9 @@ class Sampler:
             top = tuple(TopLogprob(int(i), float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True))
         return NextToken(token, float(logp[token]), top)
 
-    def _sample(self, scores: torch.Tensor) -> int:
+    def _sample(self, unscaled: torch.Tensor) -> int:
         p = self.params
+        scores = unscaled / p.temperature
         if p.top_k and p.top_k < scores.numel():
             kth = torch.topk(scores, p.top_k).values[-1]
             scores = scores.masked_fill(scores < kth, float("-inf"))
@@ -72,4 +73,8 @@ class Sampler:
             drop = cumulative - torch.softmax(sorted_scores, dim=-1) >= p.top_p  # keep the first that crosses
             scores = scores.scatter(0, order[drop], float("-inf"))
         probs = torch.softmax(scores, dim=-1)
+        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+            # A temperature so small that the scaled logits overflow (inf - inf is NaN in the
+            # softmax): the distribution is the argmax's, so pick it.
+            return int(torch.argmax(unscaled))
         return int(torch.multinomial(probs, 1, generator=self.generator))

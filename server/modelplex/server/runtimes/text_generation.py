@@ -8,6 +8,13 @@ instance's thread (tokenizing and prefilling the new ones first). So requests
 join and leave the running batch between decode steps and never wait for each
 other to finish. Everything touching the model, detokenization included, runs
 on the instance's thread; the event loop only moves chunks into queues.
+
+Backpressure: a stream whose client lets ``MAX_PENDING_CHUNKS`` chunks pile up unread sits
+the next steps out (it keeps its slot and its cache) until the client reads again.
+
+Unloading (``stop``) lets the step in flight finish, then ends every stream it knows:
+those that finished in that step keep their finish reason, the others (running, joining,
+waiting) end with ``"cancelled"``; a later ``generate`` raises ModelNotReadyError.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ MAX_STOP_LENGTH = 256
 """Characters in one stop sequence."""
 MAX_LOGPROBS = 20
 """Alternatives per token a request may ask for."""
+MAX_PENDING_CHUNKS = 64
+"""Undelivered chunks of one stream after which it is paused (skips steps) until its client reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +130,16 @@ class GenerationStream:
     def __aiter__(self) -> AsyncIterator[GenerationChunk]:
         return self._chunks()
 
+    @property
+    def paused(self) -> bool:
+        """Too many chunks wait unread: the stream sits the next steps out."""
+        return self.queue.qsize() >= MAX_PENDING_CHUNKS
+
     async def _chunks(self) -> AsyncIterator[GenerationChunk]:
         while True:
             item = await self.queue.get()
+            if self.lane is not None and self.queue.qsize() == MAX_PENDING_CHUNKS - 1:
+                self.lane.wake.set()  # it was paused: it may run again
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -138,6 +154,8 @@ class _Lane:
     instance: Instance
     running: list[GenerationStream] = field(default_factory=list)
     waiting: collections.deque[GenerationStream] = field(default_factory=collections.deque)
+    joining: list[GenerationStream] = field(default_factory=list)
+    """Taken off ``waiting`` for the step in flight, which admits them."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -160,6 +178,7 @@ class TextGenerationRuntime(TaskRuntime):
         self._batch = max(1, int(first.max_batch_size))
         self._lanes: list[_Lane] = []
         self._drivers: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     @property
     def max_batch_size(self) -> int:
@@ -182,17 +201,33 @@ class TextGenerationRuntime(TaskRuntime):
             self._drivers.append(asyncio.create_task(self._drive(lane), name=f"{self.name}-decode-{inst.index}"))
 
     async def stop(self) -> None:
-        for d in self._drivers:
-            d.cancel()
+        """Let each lane's step in flight finish, then end every stream: those that finished in
+        that step keep their finish reason, all others end with ``"cancelled"``."""
+        self._stopping = True
+        lanes, self._lanes = self._lanes, []  # a late generate() raises ModelNotReadyError
+        for lane in lanes:
+            lane.wake.set()
         await asyncio.gather(*self._drivers, return_exceptions=True)
         self._drivers.clear()
-        for lane in self._lanes:
-            for s in lane.waiting:
-                _put(s, ModelNotReadyError(f"model {self.name!r} was unloaded"))
-            for s in lane.running:
-                _put(s, self._final(s, "", (), (), "cancelled"))
-            lane.waiting.clear()
-            lane.running.clear()
+        for lane in lanes:
+            streams = [*lane.running, *lane.joining, *lane.waiting]
+            lane.running, lane.joining, lane.waiting = [], [], collections.deque()
+            for s in streams:
+                if not s.done:
+                    _put(s, self._final(s, "", (), (), "cancelled"))
+            await self._release_all(lane, streams)
+
+    async def _release_all(self, lane: _Lane, streams: Sequence[GenerationStream]) -> None:
+        """Release the streams' sequences on the lane's thread (when the step machinery failed,
+        or at stop); never raises."""
+        held = [s for s in streams if s.sequence is not None]
+        model = lane.instance.model
+        if not held or not isinstance(model, TextGenerator):
+            return
+        try:
+            await lane.instance.run(self._release_many, model, held)
+        except Exception:
+            log.exception("model %r: releasing %d sequences failed", self.name, len(held))
 
     # -- requests (event loop) ----------------------------------------------------------------
 
@@ -225,7 +260,7 @@ class TextGenerationRuntime(TaskRuntime):
         Raises InvalidInputError for a bad parameter, QueueFullError when the queue is full;
         a prompt too long for the model fails the first iteration with InvalidInputError."""
         self.validate(request)
-        if not self._lanes:
+        if not self._lanes or self._stopping:
             raise ModelNotReadyError(f"model {self.name!r} is not serving")
         if sum(len(lane.waiting) for lane in self._lanes) >= self.config.max_queue_size:
             raise QueueFullError(f"model {self.name!r} has {self.config.max_queue_size} requests waiting; retry later")
@@ -241,41 +276,57 @@ class TextGenerationRuntime(TaskRuntime):
     async def _drive(self, lane: _Lane) -> None:
         model = lane.instance.model
         assert isinstance(model, TextGenerator)
-        loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             if not lane.running and not lane.waiting:
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            now = loop.time()
-            leaving = [s for s in lane.running if s.cancelled or _expired(s, now)]
-            for s in leaving:
-                lane.running.remove(s)
-                if not s.cancelled:
-                    _put(s, DeadlineExceededError("the deadline passed during generation"))
-                s.done = True
-            # Waiting streams that were cancelled or expired leave the queue now, not when a slot frees.
-            if any(s.cancelled or _expired(s, now) for s in lane.waiting):
-                for s in lane.waiting:
-                    if s.cancelled:
-                        s.done = True
-                    elif _expired(s, now):
-                        _put(s, DeadlineExceededError("the deadline passed before generation started"))
-                lane.waiting = collections.deque(s for s in lane.waiting if not s.done)
-            joining: list[GenerationStream] = []
-            while lane.waiting and len(lane.running) + len(joining) < self._batch:
-                joining.append(lane.waiting.popleft())
-            if not lane.running and not joining and not leaving:
-                continue
-            running = list(lane.running)
-            try:
-                events = await lane.instance.run(self._step, model, joining, running, leaving)
-            except Exception as e:  # the step machinery itself failed: fail its streams
-                err = inference_error(self.name, e)
-                events = [(s, err) for s in (*running, *joining)]
-            for s, item in events:
-                _put(s, item)
-            lane.running = [s for s in (*running, *joining) if not s.done]
+            if not await self._step_lane(lane, model):
+                # Every running stream is paused and nothing else is to do: wait for a client to
+                # read (or cancel), a new request, or the earliest deadline.
+                lane.wake.clear()
+                deadlines = [s.deadline for s in (*lane.running, *lane.waiting) if s.deadline is not None]
+                timeout = max(0.0, min(deadlines) - asyncio.get_running_loop().time()) if deadlines else None
+                try:
+                    await asyncio.wait_for(lane.wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+
+    async def _step_lane(self, lane: _Lane, model: TextGenerator) -> bool:
+        """One step of the lane; False when there was nothing to do. Its own frame, so that no
+        reference to the step's streams outlives it while the lane is idle."""
+        now = asyncio.get_running_loop().time()
+        leaving = [s for s in lane.running if s.cancelled or _expired(s, now)]
+        for s in leaving:
+            lane.running.remove(s)
+            if not s.cancelled:
+                _put(s, DeadlineExceededError("the deadline passed during generation"))
+            s.done = True
+        # Waiting streams that were cancelled or expired leave the queue now, not when a slot frees.
+        if any(s.cancelled or _expired(s, now) for s in lane.waiting):
+            for s in lane.waiting:
+                if s.cancelled:
+                    s.done = True
+                elif _expired(s, now):
+                    _put(s, DeadlineExceededError("the deadline passed before generation started"))
+            lane.waiting = collections.deque(s for s in lane.waiting if not s.done)
+        joining = lane.joining = []
+        while lane.waiting and len(lane.running) + len(joining) < self._batch:
+            joining.append(lane.waiting.popleft())
+        running = [s for s in lane.running if not s.paused]
+        if not running and not joining and not leaving:
+            return False
+        try:
+            events = await lane.instance.run(self._step, model, joining, running, leaving)
+        except Exception as e:  # the step machinery itself failed: fail its streams, free their caches
+            err = inference_error(self.name, e)
+            events = [(s, err) for s in (*running, *joining)]
+            await self._release_all(lane, (*running, *joining, *leaving))
+        for s, item in events:
+            _put(s, item)
+        lane.running = [s for s in (*lane.running, *joining) if not s.done]
+        lane.joining = []
+        return True
 
     def _step(
         self,
@@ -312,13 +363,16 @@ class TextGenerationRuntime(TaskRuntime):
             return events
         now = time.perf_counter()
         for s, token in zip(batch, tokens, strict=True):
-            try:
-                chunk = self._chunk(model, s, token, now)
-            except Exception as e:
+            chunk_or_err: GenerationChunk | BaseException
+            if isinstance(token, BaseException):  # this sequence alone failed
                 s.done = True
-                chunk_or_err: GenerationChunk | BaseException = inference_error(self.name, e)
+                chunk_or_err = token if isinstance(token, ModelplexError) else inference_error(self.name, token)
             else:
-                chunk_or_err = chunk
+                try:
+                    chunk_or_err = self._chunk(model, s, token, now)
+                except Exception as e:
+                    s.done = True
+                    chunk_or_err = inference_error(self.name, e)
             events.append((s, chunk_or_err))
             if s.done:
                 self._release(model, s)
@@ -345,6 +399,10 @@ class TextGenerationRuntime(TaskRuntime):
         s.limit = min(s.request.max_new_tokens, room)
         s.detok = IncrementalDetokenizer(model.detokenize)
         s.sequence = model.start(ids, s.request.params)
+
+    def _release_many(self, model: TextGenerator, streams: Sequence[GenerationStream]) -> None:
+        for s in streams:
+            self._release(model, s)
 
     def _release(self, model: TextGenerator, s: GenerationStream) -> None:
         seq, s.sequence = s.sequence, None
