@@ -42,7 +42,7 @@ CASES = {
         grpc.StatusCode.NOT_FOUND,
         "no model named 'nope'",
     ),
-    "empty model name": (dict(model="", images=[b"\x01"]), grpc.StatusCode.NOT_FOUND, "names no model"),
+    "empty model name": (dict(model="", images=[b"\x01"]), grpc.StatusCode.INVALID_ARGUMENT, "names no model"),
     "corrupt image": (
         dict(images=[b"\x01", b"bad bytes"]),
         grpc.StatusCode.INVALID_ARGUMENT,

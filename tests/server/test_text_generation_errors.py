@@ -27,7 +27,7 @@ def client():
 
 
 CASES = {
-    "empty model name": (dict(model=""), grpc.StatusCode.NOT_FOUND, "names no model"),
+    "empty model name": (dict(model=""), grpc.StatusCode.INVALID_ARGUMENT, "names no model"),
     "unknown model": (dict(model="nope"), grpc.StatusCode.NOT_FOUND, "no model named 'nope'"),
     "a classifier": (dict(model="classifier"), INVALID, "serves image_classification, not text_generation"),
     "max_new_tokens 0": (dict(max_new_tokens=0), INVALID, "max_new_tokens must be between 1 and 50"),

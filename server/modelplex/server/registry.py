@@ -17,10 +17,12 @@ from pydantic import BaseModel, ValidationError
 
 from modelplex.errors import (
     ConfigError,
+    InvalidInputError,
     ModelExistsError,
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
+    ModelplexError,
     WeightsNotFoundError,
     WrongTaskError,
 )
@@ -102,14 +104,14 @@ class ModelRegistry:
         """The model of that name in any state; ModelNotFoundError if there is none."""
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFoundError(self._not_found(name))
+            raise self._not_found(name)
         return model
 
     def get(self, name: str, task: Task) -> TaskRuntime:
         """The runtime of a ready model serving ``task``, or the precise error why not."""
         model = self._models.get(name)
         if model is None:
-            raise ModelNotFoundError(self._not_found(name))
+            raise self._not_found(name)
         if model.plan.spec.task is not task:
             raise WrongTaskError(
                 f"model {name!r} serves {model.plan.spec.task.value}, not {task.value}; "
@@ -119,11 +121,12 @@ class ModelRegistry:
             raise ModelNotReadyError(f"model {name!r} is {model.state.value}; retry when it is ready")
         return model.runtime
 
-    def _not_found(self, name: str) -> str:
+    def _not_found(self, name: str) -> ModelplexError:
+        # A missing name is a malformed request (INVALID_ARGUMENT); an unknown one, NOT_FOUND.
         if not name:
-            return "the request names no model: set `model`"
+            return InvalidInputError("the request names no model: set `model`")
         loaded = ", ".join(sorted(self._models)) or "none"
-        return f"no model named {name!r} is loaded; loaded models: {loaded}"
+        return ModelNotFoundError(f"no model named {name!r} is loaded; loaded models: {loaded}")
 
     # -- loading ----------------------------------------------------------------------------
 
