@@ -60,6 +60,10 @@ class WeightsChoice:
     """The checkpoint file or folder when ``source`` is CHECKPOINT."""
     allow_download: bool = False
     """Whether pretrained weights missing from the local cache may be downloaded."""
+    id: str | None = None
+    """Pretrained weights the operator named by the library's identifier (a Hugging Face
+    hub id such as ``"openai-community/gpt2"``) instead of by variant. Only for specs with
+    ``accepts_weight_ids``; None means the variant's own weights."""
 
     @classmethod
     def parse(cls, text: str, *, allow_download: bool = False) -> WeightsChoice:
@@ -78,7 +82,9 @@ class WeightsChoice:
         )
 
     def describe(self) -> str:
-        return str(self.path) if self.source is WeightsSource.CHECKPOINT else self.source.value
+        if self.source is WeightsSource.CHECKPOINT:
+            return str(self.path)
+        return self.id or self.source.value
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,10 @@ class ModelSpec:
     """Name of the variant used when the config names none; the first if None."""
     settings: type[BaseModel] = NoSettings
     """The pydantic model of this spec's settings; use ``extra="forbid"``."""
+    accepts_weight_ids: bool = False
+    """Whether ``weights`` may name pretrained weights by the library's identifier (a hub id
+    like ``"org/model"``): a value that is not an existing path then reaches the factory as
+    ``WeightsChoice(PRETRAINED, id=value)`` instead of failing as a missing checkpoint."""
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -150,6 +150,23 @@ def test_pretrained_and_random_from_the_cache(server, empty_hf_cache, monkeypatc
             client.unload_model(name)
 
 
+def test_a_hub_id_as_weights_loads_from_the_cache(server, empty_hf_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(empty_hf_cache, "modelplex-test/tiny-gpt2", model_dirs()["gpt2"])
+    load(server, spec="causal-lm", name="by-id", weights="modelplex-test/tiny-gpt2")
+    with Client(server.address, timeout=30) as client:
+        info = client.get_model("by-id")
+        assert info.weights.source == 1 and info.weights.uri == "modelplex-test/tiny-gpt2"  # PRETRAINED
+        out = client.complete("hello world", model="by-id", max_new_tokens=8)
+        assert list(out.token_ids) == reference("gpt2", "hello world", 8)
+        client.unload_model("by-id")
+    with pytest.raises(WeightsNotFoundError, match="modelplex-test/not-here is not in the local Hugging Face cache"):
+        load(server, spec="causal-lm", name="missing", weights="modelplex-test/not-here")
+    # a spec of one model takes no id: the value stays a (missing) path
+    with pytest.raises(WeightsNotFoundError, match="checkpoint modelplex-test/tiny-gpt2 does not exist"):
+        load(server, spec="gpt2", name="gpt2-by-id", weights="modelplex-test/tiny-gpt2")
+
+
 def test_t5_loads_through_the_generic_seq2seq_spec(server):
     load(server, **text_model("any-t5", "seq2seq-lm", "t5"))
     with Client(server.address, timeout=30) as client:

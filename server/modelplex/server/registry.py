@@ -12,6 +12,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -155,8 +156,13 @@ class ModelRegistry:
         try:
             weights = WeightsChoice.parse(config.weights, allow_download=allow_download)
         except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from None
-        if weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists():
+            if not spec.accepts_weight_ids:
+                raise ConfigError(f"{where}: {e}") from None
+            weights = WeightsChoice(WeightsSource.PRETRAINED, allow_download=allow_download, id=config.weights.strip())
+        missing = weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists()
+        if missing and spec.accepts_weight_ids and _looks_like_id(config.weights):
+            weights = WeightsChoice(WeightsSource.PRETRAINED, allow_download=allow_download, id=config.weights.strip())
+        elif missing:
             raise WeightsNotFoundError(
                 f"{where}: checkpoint {weights.path} does not exist. Give the path of a saved state_dict "
                 f'(.pt/.pth/.safetensors) or model folder, weights = "pretrained", or weights = "random".'
@@ -244,3 +250,16 @@ class ModelRegistry:
         for name, model in list(self._models.items()):
             if model.state is ModelState.READY:
                 await self.unload(name)
+
+
+def _looks_like_id(value: str) -> bool:
+    """``org/model``, not ``/abs``, ``./rel``, ``~/x`` or a weights file: what a hub id looks like."""
+    v = value.strip()
+    return (
+        not v.startswith(("/", ".", "~", "\\"))
+        and v.count("/") <= 1
+        and Path(v).suffix.lower() not in _WEIGHT_FILE_SUFFIXES
+    )
+
+
+_WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".pkl", ".h5", ".onnx"}

@@ -103,7 +103,8 @@ class HFTextGenerator(TextGenerator):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def load(self) -> None:
-        source = resolve(self.ctx, self.settings.hub_id or self.family.hub_id, self.family.aliases)
+        hub_id = self.ctx.weights.id or self.settings.hub_id or self.family.hub_id
+        source = resolve(self.ctx, hub_id, self.family.aliases)
         with _LOAD_LOCK:
             self.tokenizer = self._load_tokenizer(source)
             self.model = self._load_model(source).to(self.device).eval()

@@ -96,6 +96,8 @@ def _spec(family: Family) -> ModelSpec:
         variants=variants,
         settings=TextSettings,
         description=what,
+        # The generic specs serve any hub model: `weights = "org/model"` names it.
+        accepts_weight_ids=family.hub_id is None,
     )
 
 

@@ -37,7 +37,7 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
     plan = model.plan
     weights = plan.weights
     uri = {
-        WeightsSource.PRETRAINED: plan.variant.weights,
+        WeightsSource.PRETRAINED: weights.id or plan.variant.weights,
         WeightsSource.CHECKPOINT: str(weights.path),
         WeightsSource.RANDOM: "",
     }[weights.source]
