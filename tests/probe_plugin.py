@@ -41,6 +41,7 @@ class Probe:
     load_gate: threading.Event = field(default_factory=threading.Event)
     barrier: threading.Barrier | None = None
     unloaded: int = 0
+    torch_threads: list[int] = field(default_factory=list)
 
 
 PROBES: dict[str, Probe] = {}
@@ -75,6 +76,9 @@ class ProbeClassifier(ImageClassifier):
         self.input_shape = (1, 2, 2)
 
     def load(self) -> None:
+        import torch
+
+        self.probe.torch_threads.append(torch.get_num_threads())
         if self.settings.fail_second_load and len(self.probe.devices) == 2:
             raise RuntimeError("second instance cannot load")
         if self.settings.block_load:

@@ -174,3 +174,19 @@ def _failing_second_instance_config():
     from modelplex.server.config import ModelConfig
 
     return ModelConfig.model_validate(probe_model("half", instances_per_device=2, settings={"fail_second_load": True}))
+
+
+def test_cpu_instances_split_the_cores_between_their_torch_threads(probe_server, monkeypatch):
+    import os
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    probe_server(probe_model("split", instances_per_device=2), probe_model("one", cpu_threads=1))
+    assert PROBES["split"].torch_threads == [max(1, cores // 2)] * 2
+    assert PROBES["one"].torch_threads == [1]
+
+
+def test_omp_num_threads_is_the_budget_when_set(probe_server, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    probe_server(probe_model("omp", instances_per_device=2))
+    assert PROBES["omp"].torch_threads == [1, 1]

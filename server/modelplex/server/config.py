@@ -89,6 +89,12 @@ class ModelConfig(_Strict):
     """Requests waiting per model before new ones get RESOURCE_EXHAUSTED."""
     max_images_per_request: int = Field(64, ge=1)
     """Images one Classify request may carry."""
+    cpu_threads: int | None = Field(None, ge=1, le=1024)
+    """torch intra-op threads of each of this model's CPU instances. None: the cores (or
+    OMP_NUM_THREADS, when set) divided by the model's CPU instances. Each instance thread keeps
+    its own OpenMP team, so when several CPU models share a server, keep their instances x
+    threads within the cores (measured: two 2-thread teams on 2 cores slow each forward by
+    ~24%; docs/benchmarks.md, 6.1)."""
     allow_download: bool | None = None
     """Whether this model's pretrained weights may be downloaded when missing from the local
     cache; None follows ``server.allow_download``."""

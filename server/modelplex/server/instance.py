@@ -47,10 +47,17 @@ class Instance:
         returns. Unlike :meth:`run` it is not counted as work: the loop counts its own."""
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def load(self, factory: Callable[[LoadContext], TaskModel], ctx: LoadContext) -> None:
-        """Build the task object with the spec's factory, load and warm it up, on this thread."""
+    async def load(
+        self, factory: Callable[[LoadContext], TaskModel], ctx: LoadContext, cpu_threads: int | None = None
+    ) -> None:
+        """Build the task object with the spec's factory, load and warm it up, on this thread.
+        ``cpu_threads`` sets torch's intra-op threads for this (CPU) instance's thread."""
 
         def build() -> TaskModel:
+            if cpu_threads is not None:
+                import torch
+
+                torch.set_num_threads(cpu_threads)  # per calling thread: this instance's OpenMP team
             model = factory(ctx)
             # Set before load(), on this thread: close() queued behind a build that its caller
             # abandoned (a cancelled LoadModel, a failed sibling) must still unload it.

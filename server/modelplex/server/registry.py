@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,9 +194,10 @@ class ModelRegistry:
             ", ".join(plan.devices),
         )
         model.instances = [Instance(plan.name, d, i) for i, d in enumerate(plan.devices)]
+        cpu_threads = self._cpu_threads(plan)
         try:
             outcomes = await asyncio.gather(
-                *(self._load_instance(plan, inst) for inst in model.instances), return_exceptions=True
+                *(self._load_instance(plan, inst, cpu_threads) for inst in model.instances), return_exceptions=True
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
@@ -214,7 +216,7 @@ class ModelRegistry:
         log.info("model %r is ready", plan.name)
         return model
 
-    async def _load_instance(self, plan: Plan, inst: Instance) -> None:
+    async def _load_instance(self, plan: Plan, inst: Instance, cpu_threads: int) -> None:
         ctx = LoadContext(
             model_name=plan.name,
             spec=plan.spec,
@@ -224,7 +226,25 @@ class ModelRegistry:
             settings=plan.settings,
             max_batch_size=plan.config.max_batch_size,
         )
-        await inst.load(plan.spec.factory, ctx)
+        await inst.load(plan.spec.factory, ctx, cpu_threads if inst.device == "cpu" else None)
+
+    def _cpu_threads(self, plan: Plan) -> int:
+        if plan.config.cpu_threads is not None:
+            return plan.config.cpu_threads
+        cpu_instances = sum(d == "cpu" for d in plan.devices)
+        # OMP_NUM_THREADS, when the operator set it, is the budget to split instead of the cores.
+        budget = _int_env("OMP_NUM_THREADS") or os.cpu_count() or 1
+        threads = max(1, budget // max(1, cpu_instances))
+        others = sum(i.device == "cpu" for m in self._models.values() if m.name != plan.name for i in m.instances)
+        if others:
+            log.warning(
+                "model %r: %d CPU instance(s) of other models share this machine's %d cores; set cpu_threads "
+                "so that instances x threads stay within the cores (docs/configuration.md)",
+                plan.name,
+                others,
+                os.cpu_count() or 1,
+            )
+        return threads
 
     async def unload(self, name: str) -> None:
         """Stop serving ``name``: queued requests fail UNAVAILABLE, running ones finish first.
@@ -263,3 +283,10 @@ def _looks_like_id(value: str) -> bool:
 
 
 _WEIGHT_FILE_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".pkl", ".h5", ".onnx"}
+
+
+def _int_env(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None

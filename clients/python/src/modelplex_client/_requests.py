@@ -20,7 +20,7 @@ __all__ = [
     "generate_request",
     "load_request",
     "server_error",
-    "to_image",
+    "add_image",
 ]
 
 ImageLike = bytes | str | os.PathLike | common_pb2.Tensor | Any
@@ -48,30 +48,38 @@ def channel_options(max_message_mb: float) -> list[tuple[str, int]]:
     return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
 
 
-def to_image(image: ImageLike) -> image_classification_pb2.Image:
+def add_image(request: image_classification_pb2.ClassifyRequest, image: ImageLike) -> None:
+    """Append ``image`` to ``request`` in place.
+
+    Fields are set on the message the request already holds: passing sub-messages to
+    constructors copies a large tensor once per level (measured 1.1 ms of a 602 KB
+    request's 1.5 ms; docs/benchmarks.md, section 5)."""
     if isinstance(image, bytes | bytearray | memoryview):
-        return image_classification_pb2.Image(encoded=bytes(image))
-    if isinstance(image, str | os.PathLike):
-        return image_classification_pb2.Image(encoded=Path(image).read_bytes())
-    if isinstance(image, common_pb2.Tensor):
-        return image_classification_pb2.Image(tensor=image)
-    if hasattr(image, "__array__") or hasattr(image, "numpy"):
+        request.images.add().encoded = bytes(image)
+    elif isinstance(image, str | os.PathLike):
+        request.images.add().encoded = Path(image).read_bytes()
+    elif isinstance(image, common_pb2.Tensor):
+        request.images.add().tensor.CopyFrom(image)
+    elif hasattr(image, "__array__") or hasattr(image, "numpy"):
         import numpy as np  # only needed when a caller passes arrays
 
         array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
         array = np.ascontiguousarray(array, dtype="<f4")
-        return image_classification_pb2.Image(
-            tensor=common_pb2.Tensor(shape=list(array.shape), dtype=common_pb2.FLOAT32, data=array.tobytes())
-        )
-    raise TypeError(f"cannot send {type(image).__name__} as an image: pass bytes, a path, a Tensor or an array")
+        tensor = request.images.add().tensor
+        tensor.shape.extend(array.shape)
+        tensor.dtype = common_pb2.FLOAT32
+        tensor.data = array.tobytes()
+    else:
+        raise TypeError(f"cannot send {type(image).__name__} as an image: pass bytes, a path, a Tensor or an array")
 
 
 def classify_request(
     images: Iterable[ImageLike], model: str, top_k: int, request_id: str
 ) -> image_classification_pb2.ClassifyRequest:
-    return image_classification_pb2.ClassifyRequest(
-        model=model, request_id=request_id, top_k=top_k, images=[to_image(i) for i in images]
-    )
+    request = image_classification_pb2.ClassifyRequest(model=model, request_id=request_id, top_k=top_k)
+    for image in images:
+        add_image(request, image)
+    return request
 
 
 def load_request(

@@ -1,0 +1,376 @@
+"""resnet18 (random weights, cpu) served by modelplex vs called in-process.
+
+The input is a raw FLOAT32 tensor of shape (3, 224, 224), 602,112 bytes, so no image
+decoding is involved on either side.
+
+Sequential, batch 1, one request at a time (p50/p99), in interleaved rounds:
+
+* the floors: a bare grpc.aio server in its own process that echoes the 602 KB back
+  (602 KB each way) and one that answers 64 bytes (602 KB up, the shape of Classify);
+* modelplex Classify with the sync ``modelplex_client.Client`` (numpy array in) and with
+  a raw grpc stub (request built once);
+* in this process, without gRPC, the same model object path: the plugin's factory builds
+  the model (load, warmup) on the main thread, then the direct call is
+  ``model.classify([model.preprocess(RawTensor)], top_k=5)`` (the plugin's own
+  preprocess of a raw tensor, torch.stack, forward, softmax, top-k); for reference also
+  the bare torchvision forward ``net(x[None])`` under ``torch.inference_mode()``.
+
+The headline ratio is served p50 / direct plugin-path p50, both measured in the same run.
+
+Then throughput with 16 concurrent clients (16 AsyncClient channels driven by one
+asyncio loop, each sending back to back) with dynamic batching (max_batch_size 8 by
+default) and without (max_batch_size 1). The mean batch a forward pass took is read from
+the server's per-instance ``completed`` counter (it counts forward passes).
+
+Each configuration is its own server process, ``python -m modelplex.server.cli --config
+<toml> --port 0``, serving one model: two CPU models in one process would slow each
+other's forwards (each instance thread keeps its own OpenMP team; see
+docs/benchmarks.md). Torch's intra-op threads are set explicitly (default: 2, the
+machine's cores) in the servers (OMP_NUM_THREADS) and in this process; on a 2-core
+machine the server's torch threads and the client compete for the same cores.
+
+    python benchmarks/bench_resnet18.py            # ~90 s
+    python benchmarks/bench_resnet18.py --quick    # ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+SHAPE = (3, 224, 224)
+PEERS = {
+    "batch1_ratio_vs_in_process": [1.22, 1.57],
+    "best_req_s_8_in_flight": 27,
+    "modelplex_target_ratio": 1.06,
+    "modelplex_target_req_s": 1.5 * 27,
+}
+
+
+def config_toml(batch: int) -> str:
+    return f"""[server]
+log_level = "warning"
+
+[[models]]
+spec = "resnet18"
+name = "resnet18-b{batch}"
+weights = "random"
+devices = ["cpu"]
+max_batch_size = {batch}
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="resnet18 served by modelplex vs in-process")
+    p.add_argument("--quick", action="store_true", help="fewer requests (~30 s)")
+    p.add_argument("--requests", type=int, help="sequential requests per configuration (default 200; quick 40)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed sequential requests per configuration first")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds the sequential requests are split in")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients for the throughput test")
+    p.add_argument(
+        "--throughput-requests", type=int, help="requests per throughput test (default 480 = 30 per client; quick 160)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="max_batch_size of the batching model (8 or 16)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch intra-op threads in the server and in this process (default: all cores)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for other processes to go idle (shared machines)",
+    )
+    p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/*.json")
+    args = p.parse_args()
+    if args.requests is None:
+        args.requests = 40 if args.quick else 200
+    if args.throughput_requests is None:
+        args.throughput_requests = 160 if args.quick else 480
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    import grpc
+    import numpy as np
+    import torch
+    from echo_server import METHOD, SINK
+
+    from modelplex.tasks import RawTensor
+    from modelplex_client import Client
+    from modelplex_client._requests import channel_options
+    from modelplex_client.pb import common_pb2
+    from modelplex_client.pb import image_classification_pb2 as pb
+    from modelplex_client.pb import image_classification_pb2_grpc as pb_grpc
+
+    torch.set_num_threads(args.torch_threads)
+    array = np.random.default_rng(0).standard_normal(SHAPE, dtype=np.float32)
+    raw = RawTensor(SHAPE, "float32", array.tobytes())
+    batched = f"resnet18-b{args.batch_size}"
+    request = pb.ClassifyRequest(
+        model=batched,
+        images=[pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.FLOAT32, data=raw.data))],
+    )
+    payload = b"x" * request.ByteSize()
+    options = channel_options(64)
+
+    with c.workdir() as wd:
+        print("loading resnet18 in this process and in the servers ...", file=sys.stderr)
+        model = c.build_in_process(
+            {"spec": "resnet18", "weights": "random", "devices": ["cpu"], "max_batch_size": args.batch_size}
+        )
+        net = model._model  # the torchvision module the plugin built
+        x = model.preprocess(raw)
+
+        def forward() -> object:
+            with torch.inference_mode():
+                return net(x[None])
+
+        with (
+            c.echo_server(wd) as echo,
+            c.modelplex_server(wd, config_toml(args.batch_size), torch_threads=args.torch_threads) as server,
+            c.modelplex_server(wd, config_toml(1), torch_threads=args.torch_threads, name="modelplex-b1") as server1,
+        ):
+            echo_channel = grpc.insecure_channel(echo.address, options=options)
+            echo_call = echo_channel.unary_unary(METHOD)
+            sink_call = echo_channel.unary_unary(SINK)
+            client = Client(server.address)
+            channel = grpc.insecure_channel(server.address, options=options)
+            stub = pb_grpc.ImageClassificationStub(channel)
+
+            assert len(stub.Classify(request).results[0].classes) == 5
+            assert len(client.classify([array], model=batched)[0]) == 5
+            assert echo_call(payload) == payload
+            monitor = c.NoiseMonitor(max_wait=args.wait_quiet)
+            monitor.add(server.pid)
+            monitor.add(server1.pid)
+            monitor.add(echo.pid)
+            quiet = c.wait_for_quiet(args.wait_quiet, pids=monitor.pids) if args.wait_quiet else None
+            monitor.restart()  # the noise figures cover the measurement, not the wait
+
+            blocks = {
+                "echo floor, 602 KB each way": c.sync_block(lambda: echo_call(payload)),
+                "echo floor, 602 KB up, 64 B back": c.sync_block(lambda: sink_call(payload)),
+                "modelplex Classify (Client.classify)": c.sync_block(lambda: client.classify([array], model=batched)),
+                "modelplex Classify (raw stub)": c.sync_block(lambda: stub.Classify(request)),
+                "in-process direct: preprocess + classify": c.sync_block(
+                    lambda: model.classify([model.preprocess(raw)], 5)
+                ),
+                "in-process direct, each after a 602 KB echo (cold)": c.between_block(
+                    lambda: model.classify([model.preprocess(raw)], 5), lambda: sink_call(payload)
+                ),
+                "in-process torchvision forward only": c.sync_block(forward),
+            }
+            print(
+                f"sequential: {args.requests} requests per configuration in {args.rounds} interleaved rounds "
+                f"(+{args.warmup} warmup); torch threads {args.torch_threads}",
+                file=sys.stderr,
+            )
+            samples = c.interleaved(
+                blocks, requests=args.requests, warmup=args.warmup, rounds=args.rounds, monitor=monitor
+            )
+            sequential = {name: c.summarize(s) for name, s in samples.items()}
+
+            ceiling = monitor.guard(lambda: in_process_ceiling(model, x, args.batch_size))
+
+            print(
+                f"throughput: {args.throughput_requests} requests from {args.clients} clients, "
+                f"batch 1 then {args.batch_size}",
+                file=sys.stderr,
+            )
+            throughput = {}
+            client1 = Client(server1.address)
+            for b, srv, cl in ((1, server1, client1), (args.batch_size, server, client)):
+                name = f"resnet18-b{b}"
+
+                def run(name: str = name, srv: c.ServerProcess = srv, cl: Client = cl) -> dict[str, Any]:
+                    before = cl.get_model(name).instances[0].completed
+                    result = asyncio.run(measure_throughput(srv, name, array, args))
+                    passes = cl.get_model(name).instances[0].completed - before
+                    result["forward_passes"] = passes
+                    result["mean_batch"] = result["requests_incl_warmup"] / passes if passes else float("nan")
+                    return result
+
+                throughput[f"max_batch_size {b}"] = monitor.guard(run)
+            noise = monitor.sample()
+            client.close()
+            client1.close()
+            channel.close()
+            echo_channel.close()
+
+    report = build_report(sequential, throughput, ceiling, args, noise)
+    print(report)
+    if not args.no_write:
+        path = c.write_results(
+            "resnet18",
+            {
+                "machine": c.machine_info(args.torch_threads),
+                "args": vars(args),
+                "request_bytes": request.ByteSize(),
+                "sequential_us": sequential,
+                "in_process_ceiling": ceiling,
+                "throughput": throughput,
+                "peers": PEERS,
+                "noise": noise,
+                "others_before_start_cores": quiet,
+                "markdown": report,
+            },
+        )
+        print(f"\nresults: {path.relative_to(c.ROOT)}", file=sys.stderr)
+    return 0
+
+
+def in_process_ceiling(model: Any, x: Any, batch: int, seconds: float = 3.0) -> dict[str, float]:
+    """Images/s of the plugin's classify() called back to back in this process, at batch 1 and
+    ``batch``: what one instance could do with no server at all."""
+    out = {}
+    for b in (1, batch):
+        inputs = [x] * b
+        model.classify(inputs, 5)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            model.classify(inputs, 5)
+            n += 1
+        out[f"batch {b} img/s"] = n * b / (time.perf_counter() - t0)
+    return out
+
+
+async def measure_throughput(server: c.ServerProcess, model: str, array: Any, args: argparse.Namespace) -> dict:
+    from modelplex_client import AsyncClient
+
+    clients = [AsyncClient(server.address) for _ in range(args.clients)]
+    try:
+        # every client sends requests back to back; one loop drives them all
+        async def drive(n: int) -> tuple[float, list[float]]:
+            per_client = max(1, n // len(clients))
+            lat: list[float] = []
+            clock = time.perf_counter
+
+            async def one(cl: AsyncClient) -> None:
+                for _ in range(per_client):
+                    t0 = clock()
+                    await cl.classify([array], model=model)
+                    lat.append(clock() - t0)
+
+            t0 = clock()
+            await asyncio.gather(*(one(cl) for cl in clients))
+            return clock() - t0, lat
+
+        warmup = 2 * len(clients)
+        await drive(warmup)
+        gc.collect()
+        cpu_client0, cpu_server0 = c.self_cpu_seconds(), server.cpu_seconds()
+        wall, latencies = await drive(args.throughput_requests)
+        cpu_client, cpu_server = c.self_cpu_seconds() - cpu_client0, server.cpu_seconds() - cpu_server0
+    finally:
+        await asyncio.gather(*(cl.close() for cl in clients))
+    n = len(latencies)
+    return {
+        "clients": args.clients,
+        "requests": n,
+        "requests_incl_warmup": n + warmup,
+        "wall_s": wall,
+        "req_per_s": n / wall,
+        **c.summarize(latencies),
+        "client_cpu_ms_per_req": cpu_client / n * 1e3,
+        "server_cpu_ms_per_req": cpu_server / n * 1e3,
+    }
+
+
+def build_report(sequential, throughput, ceiling, args, noise) -> str:
+    direct = sequential["in-process direct: preprocess + classify"]
+    fwd = sequential["in-process torchvision forward only"]
+    lines = [
+        c.noise_line(noise),
+        "",
+        f"### resnet18, batch 1, sequential (n={args.requests} each, torch threads {args.torch_threads} "
+        "in server and benchmark process)",
+        "",
+    ]
+    rows = []
+    for name, s in sequential.items():
+        rows.append(
+            [
+                name,
+                s["p50_us"] / 1e3,
+                s["p99_us"] / 1e3,
+                s["mean_us"] / 1e3,
+                f"{s['p50_us'] / direct['p50_us']:.3f}x",
+                f"{s['p50_us'] / fwd['p50_us']:.3f}x",
+            ]
+        )
+    lines.append(c.table(["configuration", "p50 ms", "p99 ms", "mean ms", "p50 / direct", "p50 / forward"], rows))
+    lines += ["", f"### Throughput, {args.clients} concurrent asyncio clients (n={args.throughput_requests})", ""]
+    rows = []
+    base = throughput["max_batch_size 1"]["req_per_s"]
+    for name, t in throughput.items():
+        rows.append(
+            [
+                name,
+                t["req_per_s"],
+                f"{t['req_per_s'] / base:.2f}x",
+                f"{t['req_per_s'] / 27:.2f}x",
+                t["mean_batch"],
+                t["p50_us"] / 1e3,
+                t["p99_us"] / 1e3,
+                t["client_cpu_ms_per_req"],
+                t["server_cpu_ms_per_req"],
+            ]
+        )
+    lines.append(
+        c.table(
+            [
+                "server model",
+                "req/s",
+                "vs batch 1",
+                "vs peers' 27 req/s",
+                "mean batch",
+                "p50 ms",
+                "p99 ms",
+                "client CPU ms/req",
+                "server CPU ms/req",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        "In-process ceiling (plugin classify() back to back, no server): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in ceiling.items()),
+    ]
+    client = sequential["modelplex Classify (Client.classify)"]
+    batched = throughput[f"max_batch_size {args.batch_size}"]["req_per_s"]
+    lines += ["", "### Against the peers", ""]
+    lines.append(
+        c.table(
+            ["", "batch-1 p50 / in-process", "best req/s under load"],
+            [
+                [
+                    "modelplex (this run)",
+                    f"{client['p50_us'] / direct['p50_us']:.3f}x",
+                    f"{batched:.1f} ({args.clients} clients, batching)",
+                ],
+                ["modelplex target", "1.06x", f"{1.5 * 27:.1f} (1.5x the peers)"],
+                ["peers", "1.22x–1.57x", "27 (8 in flight)"],
+            ],
+        )
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
