@@ -9,11 +9,21 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2_grpc
 
-from modelplex_client.pb import common_pb2, image_classification_pb2, models_pb2, text_generation_pb2
+from modelplex_client.pb import (
+    common_pb2,
+    image_classification_pb2,
+    image_classification_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    text_generation_pb2,
+    text_generation_pb2_grpc,
+)
 
 __all__ = [
     "ImageLike",
+    "StubsMixin",
     "ServerError",
     "channel_options",
     "classify_request",
@@ -146,3 +156,16 @@ def generate_request(
     if logprobs is not None:
         req.logprobs = logprobs
     return req
+
+
+class StubsMixin:
+    """The stubs of every service on one channel, shared by the sync and asyncio clients."""
+
+    def _bind(self, target: str, timeout: float | None, channel: Any) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = channel
+        self._models = models_pb2_grpc.ModelRepositoryStub(channel)
+        self._classification = image_classification_pb2_grpc.ImageClassificationStub(channel)
+        self._text = text_generation_pb2_grpc.TextGenerationStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)

@@ -7,10 +7,11 @@ from typing import Any
 
 import grpc
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from modelplex_client._requests import (
     ImageLike,
+    StubsMixin,
     channel_options,
     classify_request,
     generate_request,
@@ -19,17 +20,14 @@ from modelplex_client._requests import (
 )
 from modelplex_client.pb import (
     image_classification_pb2,
-    image_classification_pb2_grpc,
     models_pb2,
-    models_pb2_grpc,
     text_generation_pb2,
-    text_generation_pb2_grpc,
 )
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient:
+class AsyncClient(StubsMixin):
     """An asyncio client of one modelplex server; use as an async context manager.
 
     Every method raises :class:`modelplex_client.ServerError` (with the gRPC
@@ -44,13 +42,7 @@ class AsyncClient:
         max_message_mb: float = 64,
         channel: aio.Channel | None = None,
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self._channel = channel or aio.insecure_channel(target, options=channel_options(max_message_mb))
-        self._models = models_pb2_grpc.ModelRepositoryStub(self._channel)
-        self._classification = image_classification_pb2_grpc.ImageClassificationStub(self._channel)
-        self._text = text_generation_pb2_grpc.TextGenerationStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._bind(target, timeout, channel or aio.insecure_channel(target, options=channel_options(max_message_mb)))
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from modelplex_client._requests import (
     ImageLike,
+    StubsMixin,
     channel_options,
     classify_request,
     generate_request,
@@ -18,17 +19,14 @@ from modelplex_client._requests import (
 )
 from modelplex_client.pb import (
     image_classification_pb2,
-    image_classification_pb2_grpc,
     models_pb2,
-    models_pb2_grpc,
     text_generation_pb2,
-    text_generation_pb2_grpc,
 )
 
 __all__ = ["Client"]
 
 
-class Client:
+class Client(StubsMixin):
     """A blocking client of one modelplex server. Thread-safe; use as a context manager.
 
     Every method raises :class:`modelplex_client.ServerError` (with the gRPC
@@ -43,13 +41,7 @@ class Client:
         max_message_mb: float = 64,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(target, options=channel_options(max_message_mb))
-        self._models = models_pb2_grpc.ModelRepositoryStub(self._channel)
-        self._classification = image_classification_pb2_grpc.ImageClassificationStub(self._channel)
-        self._text = text_generation_pb2_grpc.TextGenerationStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._bind(target, timeout, channel or grpc.insecure_channel(target, options=channel_options(max_message_mb)))
 
     def __enter__(self) -> Client:
         return self
