@@ -37,17 +37,17 @@ class ServerSettings(_Strict):
 
     host: str = "127.0.0.1"
     """Interface to listen on; ``0.0.0.0`` for all."""
-    port: int = Field(50051, ge=0, le=65535)
+    port: int = Field(default=50051, ge=0, le=65535)
     """TCP port; 0 picks a free one (it is logged)."""
-    max_message_mb: float = Field(64.0, gt=0)
+    max_message_mb: float = Field(default=64.0, gt=0)
     """Largest request or response message, in MiB; larger ones get RESOURCE_EXHAUSTED."""
-    grace_period_s: float = Field(10.0, ge=0)
+    grace_period_s: float = Field(default=10.0, ge=0)
     """On shutdown, how long in-flight calls may take to finish."""
     allow_runtime_loading: bool = True
     """Whether LoadModel and UnloadModel are served (FAILED_PRECONDITION when off)."""
     allow_download: bool = False
     """Whether pretrained weights missing from the local cache may be downloaded at load time."""
-    max_concurrent_rpcs: int | None = Field(None, gt=0)
+    max_concurrent_rpcs: int | None = Field(default=None, gt=0)
     """Calls in progress at once before new ones get RESOURCE_EXHAUSTED; None for no limit."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -78,18 +78,18 @@ class ModelConfig(_Strict):
     """``"pretrained"``, ``"random"``, or the path of a local checkpoint file or folder."""
     devices: list[str] = ["auto"]
     """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (least-loaded GPU by free memory, else cpu)."""
-    instances_per_device: int = Field(1, ge=1, le=64)
+    instances_per_device: int = Field(default=1, ge=1, le=64)
     """Copies of the model on each listed device, each with its own worker thread."""
-    max_batch_size: int = Field(8, ge=1, le=1024)
+    max_batch_size: int = Field(default=8, ge=1, le=1024)
     """Largest batch one forward pass takes; 1 turns dynamic batching off."""
-    max_batch_delay_ms: float = Field(0.0, ge=0, le=10_000)
+    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     """How long a worker waits for a batch to fill once it has a request. 0 takes what is
     queued when the worker is free, which adds no latency to a lone request."""
-    max_queue_size: int = Field(256, ge=1)
+    max_queue_size: int = Field(default=256, ge=1)
     """Requests waiting per model before new ones get RESOURCE_EXHAUSTED."""
-    max_images_per_request: int = Field(64, ge=1)
+    max_images_per_request: int = Field(default=64, ge=1)
     """Images one Classify request may carry."""
-    cpu_threads: int | None = Field(None, ge=1, le=1024)
+    cpu_threads: int | None = Field(default=None, ge=1, le=1024)
     """torch intra-op threads of each of this model's CPU instances. None: the cores (or
     OMP_NUM_THREADS, when set) divided by the model's CPU instances. Each instance thread keeps
     its own OpenMP team, so when several CPU models share a server, keep their instances x
