@@ -51,7 +51,11 @@ CASES = {
     "empty image": (dict(images=[b""]), grpc.StatusCode.INVALID_ARGUMENT, "image 0 is empty"),
     "empty batch": (dict(images=[]), grpc.StatusCode.INVALID_ARGUMENT, "images is empty"),
     "too many images": (dict(images=[b"\x01"] * 5), grpc.StatusCode.INVALID_ARGUMENT, "at most 4"),
-    "top_k too large": (dict(images=[b"\x01"], top_k=5), grpc.StatusCode.INVALID_ARGUMENT, "between 1 and 4"),
+    "top_k too large": (
+        dict(images=[b"\x01"], top_k=5),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "between 1 and 4 (0 means 4)",
+    ),
     "top_k negative": (dict(images=[b"\x01"], top_k=-1), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
     "tensor wrong shape": (
         dict(images=[tensor([1, 3, 3])]),
@@ -154,3 +158,15 @@ def test_model_still_loading_is_unavailable(probe_server):
             loader.join(10)
         assert client.classify([b"\x01"], model="late", top_k=1)[0][0].label == "one"
         assert client.health("modelplex.model/late") == "SERVING"
+
+
+def test_huge_client_strings_do_not_hide_the_status(client):
+    """Error messages repeat clipped client input: gRPC drops details over 16 KiB, which the
+    client would see as RESOURCE_EXHAUSTED instead of the real status."""
+    code, details = status(lambda: client.classify([b"\x01"], model="x" * 20000))
+    assert code == grpc.StatusCode.NOT_FOUND and "20000 characters" in details
+    request = pb.ClassifyRequest(model="probe", images=[pb.Image(tensor=tensor([7] * 100000, data=b""))])
+    code, details = status(lambda: client.classify_request(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "100000 dimensions" in details
+    code, details = status(lambda: client.load_model("probe", name="L" * 17000))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "128 characters" in details

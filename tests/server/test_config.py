@@ -85,6 +85,21 @@ def test_cli_device_without_model_is_an_error():
         config_from_args(parser().parse_args(["--device", "cpu"]))
 
 
+def test_a_section_that_is_not_a_table(tmp_path):
+    with pytest.raises(ConfigError, match="plugins: must be a table"):
+        load_config(write(tmp_path, 'plugins = ["x"]\n'), environ={"MODELPLEX_PLUGINS__STRICT": "true"})
+    args = parser().parse_args(["--config", str(write(tmp_path, 'server = "x"\n')), "--port", "1"])
+    with pytest.raises(ConfigError, match="server: must be a table"):
+        config_from_args(args)
+
+
+def test_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"[server]\nhost = '\xff'\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path, environ={})
+
+
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read config file /nonexistent.toml"):
         load_config("/nonexistent.toml", environ={})  # type: ignore[arg-type]

@@ -102,3 +102,9 @@ def test_health_and_reflection(probe_server):
         "modelplex.v1.ImageClassification",
         "grpc.health.v1.Health",
     } <= names
+
+
+def test_health_of_an_unknown_name_is_service_unknown(probe_server):
+    server = probe_server()
+    with Client(server.address) as client:
+        assert client.health("modelplex.model/never-loaded") == "SERVICE_UNKNOWN"

@@ -190,3 +190,32 @@ def test_omp_num_threads_is_the_budget_when_set(probe_server, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     probe_server(probe_model("omp", instances_per_device=2))
     assert PROBES["omp"].torch_threads == [1, 1]
+
+
+def test_a_cancelled_unload_still_answers_the_queue_and_unloads(probe_server):
+    server = probe_server(probe_model(settings={"block": True}, max_batch_size=1))
+    with Client(server.address, timeout=20) as client:
+        results: list = []
+        running = threading.Thread(target=lambda: results.append(client.classify([b"\x01"], model="probe")))
+        running.start()
+        wait_until(lambda: "probe" in PROBES and len(PROBES["probe"].batches) == 1)
+        queued_error: list = []
+
+        def queued() -> None:
+            try:
+                client.classify([b"\x02"], model="probe")
+            except ServerError as e:
+                queued_error.append(e.code)
+
+        waiting = threading.Thread(target=queued)
+        waiting.start()
+        time.sleep(0.2)
+        with pytest.raises(ServerError) as info:
+            client.unload_model("probe", timeout=0.3)
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        waiting.join(5)
+        assert queued_error == [grpc.StatusCode.UNAVAILABLE]  # answered, not left hanging
+        PROBES["probe"].gate.set()
+        running.join(10)
+        wait_until(lambda: PROBES["probe"].unloaded == 1)
+    assert results and not any(t.name.startswith("modelplex-probe-") for t in threading.enumerate() if t.is_alive())

@@ -373,3 +373,71 @@ def test_streams_spread_over_two_instances(server):
         assert all(i.completed > 0 for i in instances), [i.completed for i in instances]
     finally:
         server.call(server.server.registry.unload("pair"))
+
+
+def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
+    """The prompt is tokenized and checked at submission, on the tokenizing executor: a prompt
+    over the context window gets INVALID_ARGUMENT (naming both lengths) at once, while the
+    model's only batch slot is held by a long stream, which carries on undisturbed; a prompt
+    that fits is tokenized once (at submission), never on the instance's thread."""
+    from modelplex.server.config import ModelConfig
+    from text_models import model_dirs
+
+    config = {
+        "spec": "gpt2",
+        "name": "single",
+        "weights": str(model_dirs()["gpt2"]),  # a 128-token context window
+        "devices": ["cpu"],
+        "settings": {"max_batch_size": 1},
+    }
+    registry = server.server.registry
+    server.call(registry.load(ModelConfig.model_validate(config)))
+    runtime = registry.get("single", registry.describe("single").task)
+    generator = registry.describe("single").instances[0].model
+    step, tokenize = generator.step, generator.tokenize
+    calls: list[tuple[str, str]] = []  # (prompt, thread name) of every tokenize call
+    lock = threading.Lock()
+
+    def slow_step(sequences):
+        time.sleep(0.05)  # ~126 steps: the running stream holds the slot for seconds
+        return step(sequences)
+
+    def recording_tokenize(prompt):
+        with lock:
+            calls.append((prompt, threading.current_thread().name))
+        return tokenize(prompt)
+
+    generator.step, generator.tokenize = slow_step, recording_tokenize
+    long_prompt = "hello world " * 100  # 201 tokens
+
+    async def main():
+        async with AsyncClient(server.address, timeout=30) as client:
+            running = client.generate("hello world", model="single", max_new_tokens=200)
+            head = [await running.__anext__()]
+            assert runtime.running == 1 and runtime.max_batch_size == 1
+            started = time.monotonic()
+            for rpc in ("generate", "complete"):
+                with pytest.raises(ServerError) as info:
+                    if rpc == "generate":
+                        await collect(client.generate(long_prompt, model="single", max_new_tokens=4))
+                    else:
+                        await client.complete(long_prompt, model="single", max_new_tokens=4)
+                assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+                assert "the prompt is 201 tokens; the context window of model 'single' is 128 tokens" in (
+                    info.value.details
+                )
+            took = time.monotonic() - started
+            assert runtime.running == 1 and runtime.waiting == 0 and runtime.tokenizing == 0
+            return took, head + await collect(running)
+
+    try:
+        took, chunks = asyncio.run(main())
+    finally:
+        del generator.step, generator.tokenize
+        server.call(registry.unload("single"))
+    assert took < 1.0, took  # not after the running stream's ~6 s
+    assert chunks[-1].finish_reason == pb.LENGTH and chunks[-1].usage.prompt_tokens == 2
+    assert sum(len(c.token_ids) for c in chunks) == 126  # the 128-token window, less the prompt
+    assert [p for p, _ in calls] == ["hello world", long_prompt, long_prompt]  # each tokenized once
+    instance_thread = f"modelplex-single-{generator.ctx.device}-0"
+    assert all("single-tokenize" in name and not name.startswith(instance_thread) for _, name in calls), calls

@@ -71,7 +71,17 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        port = await server.start()
+        # A signal while the models load stops the start-up too, not only a running server.
+        starting = asyncio.ensure_future(server.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("interrupted while loading models; shutting down")
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return
+        stopping.cancel()
+        port = starting.result()
         names = ", ".join(m.name for m in server.registry.list()) or "none"
         print(f"modelplex serving on {config.server.host}:{port} (models: {names})", flush=True)
         await stop.wait()

@@ -68,9 +68,9 @@ class PluginSettings(_Strict):
 class ModelConfig(_Strict):
     """One ``[[models]]`` entry: a model to load at startup."""
 
-    spec: str
+    spec: str = Field(max_length=128)
     """The spec a plugin registered, e.g. ``"resnet18"``."""
-    name: str = ""
+    name: str = Field(default="", max_length=128)
     """The name clients use; defaults to the spec name."""
     variant: str | None = None
     """The spec's variant; None for its default."""
@@ -179,6 +179,8 @@ def load_config(
             text, source = Path(path).read_text(), str(path)
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -191,8 +193,11 @@ def load_config(
         for section, values in layer.items():
             if section == "models":
                 data["models"] = list(values)  # type: ignore[arg-type]
-            else:
-                data.setdefault(section, {}).update(values)
+                continue
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"invalid configuration in {source}:\n  {section}: must be a table ([{section}])")
+            table.update(values)
     try:
         return Config.model_validate(data)
     except ValidationError as e:

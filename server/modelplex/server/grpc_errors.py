@@ -52,9 +52,18 @@ def grpc_errors(method: F) -> F:
         try:
             return await method(self, request, context)
         except errors.ModelplexError as e:
-            await context.abort(status_of(e), str(e))
+            await context.abort(status_of(e), _details(str(e)))
         except Exception as e:
             log.exception("unexpected error in %s", method.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
 
     return wrapper  # type: ignore[return-value]
+
+
+# gRPC drops a call whose status details pass its metadata limit (16 KiB), and the
+# client then sees RESOURCE_EXHAUSTED instead of the real status.
+_MAX_DETAILS = 2000
+
+
+def _details(message: str) -> str:
+    return message if len(message) <= _MAX_DETAILS else message[:_MAX_DETAILS] + "... (truncated)"

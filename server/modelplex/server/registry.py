@@ -127,8 +127,9 @@ class ModelRegistry:
         # A missing name is a malformed request (INVALID_ARGUMENT); an unknown one, NOT_FOUND.
         if not name:
             return InvalidInputError("the request names no model: set `model`")
-        loaded = ", ".join(sorted(self._models)) or "none"
-        return ModelNotFoundError(f"no model named {name!r} is loaded; loaded models: {loaded}")
+        names = sorted(self._models)
+        loaded = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
+        return ModelNotFoundError(f"no model named {_clip(name)!r} is loaded; loaded models: {loaded}")
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -181,7 +182,8 @@ class ModelRegistry:
         ModelExistsError or ModelLoadError; a failed model leaves no trace."""
         plan = self.plan(config)
         if plan.name in self._models:
-            raise ModelExistsError(f"a model named {plan.name!r} is already loaded; unload it or pick another name")
+            state = self._models[plan.name].state.value
+            raise ModelExistsError(f"a model named {plan.name!r} is already {state}; unload it or pick another name")
         model = LoadedModel(plan)
         self._models[plan.name] = model
         self._on_state(plan.name, False)
@@ -256,14 +258,19 @@ class ModelRegistry:
             raise ModelNotReadyError(f"model {name!r} is {model.state.value}; it cannot be unloaded now")
         model.state = ModelState.UNLOADING
         self._on_state(name, False)
+        # Shielded: an UnloadModel call that is cancelled (deadline, client gone) must not
+        # leave queued requests unanswered or the instances loaded after the name is freed.
+        await asyncio.shield(self._tear_down(model))
+
+    async def _tear_down(self, model: LoadedModel) -> None:
         try:
             if model.runtime is not None:
                 await model.runtime.stop()
             # Each instance's thread finishes what it runs before it unloads.
             await asyncio.gather(*(inst.close() for inst in model.instances))
         finally:
-            del self._models[name]
-        log.info("model %r unloaded", name)
+            del self._models[model.name]
+        log.info("model %r unloaded", model.name)
 
     async def close(self) -> None:
         """Unload everything (at shutdown)."""
@@ -290,3 +297,8 @@ def _int_env(name: str) -> int | None:
         return int(os.environ[name])
     except (KeyError, ValueError):
         return None
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """A client's string, short enough to repeat in an error message."""
+    return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"

@@ -6,6 +6,11 @@ running on that instance, so that concurrent streams share each forward pass
 (continuous batching). Sequences join (their first ``step`` runs their prompt)
 and leave (``release``) between steps. Detokenization, stop sequences, limits,
 cancellation and deadlines are the server's work, not the plugin's.
+
+The one exception to "on the instance's thread": :meth:`TextGenerator.tokenize`
+runs when a request is submitted, on a small tokenizing executor of the server's,
+possibly while :meth:`TextGenerator.step` (or another ``tokenize``) runs on
+another thread. See its docstring for what that asks of a plugin.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ class TextGenerator(TaskModel):
 
     A *sequence* is whatever object :meth:`start` returns (a KV cache and the
     sequence's sampler, typically); the server only hands it back. All methods
-    run on the instance's thread, one at a time.
+    but :meth:`tokenize` run on the instance's thread, one at a time.
     """
 
     context_length: int
@@ -77,7 +82,18 @@ class TextGenerator(TaskModel):
     @abstractmethod
     def tokenize(self, prompt: str) -> list[int]:
         """The prompt's token ids, special tokens included as the model expects them.
-        Raise InvalidInputError for a prompt the model cannot take (e.g. empty)."""
+        Raise InvalidInputError for a prompt the model cannot take (e.g. empty).
+
+        Called when a request is submitted, before it waits for a batch slot, so that a
+        prompt the model cannot take (empty, or longer than ``context_length``) fails at
+        once; the ids it returns are the ones :meth:`start` later gets. It runs on the
+        server's tokenizing executor: **not** on the instance's thread, never on the event
+        loop, and possibly at the same time as :meth:`step`, :meth:`detokenize` or another
+        ``tokenize`` call on other threads. So it must be thread-safe: read only what
+        ``load()`` set up (the tokenizer), touch neither the model's weights nor any
+        sequence, and change no shared state. (A Hugging Face fast tokenizer is safe to
+        encode and decode from several threads as long as no call changes its truncation
+        or padding settings.) Keep it cheap: no device work."""
 
     @abstractmethod
     def detokenize(self, token_ids: Sequence[int]) -> str:

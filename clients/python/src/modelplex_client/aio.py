@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2
 
 from modelplex_client._requests import (
     ImageLike,
+    ServerError,
     StubsMixin,
     channel_options,
     classify_request,
@@ -126,5 +127,10 @@ class AsyncClient(StubsMixin):
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The grpc.health.v1 status name of the server (""), a service, or a model
         (``"modelplex.model/NAME"``): SERVING, NOT_SERVING, SERVICE_UNKNOWN."""
-        response = await self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
+        try:
+            response = await self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
+        except ServerError as e:
+            if e.code == grpc.StatusCode.NOT_FOUND:  # the health service's word for a name it never set
+                return "SERVICE_UNKNOWN"
+            raise
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

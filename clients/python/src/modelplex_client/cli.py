@@ -111,7 +111,12 @@ def parser() -> argparse.ArgumentParser:
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
         c.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
-        c.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+        c.add_argument(
+            "--timeout",
+            type=float,
+            default=None if name == "generate" else 30.0,
+            help="seconds per call (default: 30; none for generate, whose stream may run long)",
+        )
         c.add_argument("--json", action="store_true", help="one JSON object per line")
         return c
 

@@ -177,7 +177,12 @@ class HFTextGenerator(TextGenerator):
     # -- text ----------------------------------------------------------------------------------
 
     def tokenize(self, prompt: str) -> list[int]:
-        ids: list[int] = self.tokenizer(prompt)["input_ids"]
+        """Thread-safe, as the server requires (it runs on the server's tokenizing executor,
+        possibly while ``step`` and ``detokenize`` run on the instance's thread): it only reads
+        the tokenizer, and encodes without truncation or padding, the settings ``warmup`` left
+        the fast tokenizer in, so the call never reconfigures (mutably borrows) the Rust
+        tokenizer that another thread may be using."""
+        ids: list[int] = self.tokenizer(prompt, truncation=False, padding=False)["input_ids"]
         if not ids:
             bos = self.tokenizer.bos_token_id
             if bos is None:

@@ -55,10 +55,10 @@ class ClassificationRuntime(TaskRuntime):
     async def stop(self) -> None:
         """Stop taking batches; batches already running finish and answer their callers."""
         left = self._queue.close()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
         unloaded = ModelNotReadyError(f"model {self.name!r} was unloaded")
         resolve(left, [unloaded] * len(left))
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
 
     def validate(self, images: Sequence[EncodedImage | RawTensor], top_k: int) -> int:
         """Check what can be checked on the event loop; return the effective top_k."""
@@ -67,14 +67,15 @@ class ClassificationRuntime(TaskRuntime):
         limit = self.config.max_images_per_request
         if len(images) > limit:
             raise InvalidInputError(f"{len(images)} images in one request; this model takes at most {limit}")
+        default = min(5, self.num_classes)
         if top_k < 0 or top_k > self.num_classes:
-            raise InvalidInputError(f"top_k must be between 1 and {self.num_classes} (0 means 5), got {top_k}")
+            raise InvalidInputError(f"top_k must be between 1 and {self.num_classes} (0 means {default}), got {top_k}")
         for i, image in enumerate(images):
             if isinstance(image, RawTensor):
                 self._check_tensor(i, image)
             elif not image.data:
                 raise InvalidInputError(f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file")
-        return top_k or min(5, self.num_classes)
+        return top_k or default
 
     def _check_tensor(self, i: int, t: RawTensor) -> None:
         if t.dtype != "float32":
@@ -82,12 +83,12 @@ class ClassificationRuntime(TaskRuntime):
         if tuple(t.shape) != self.input_shape:
             raise InvalidInputError(
                 f"image {i}: tensor shape must be {list(self.input_shape)} (channels, height, width), "
-                f"got {list(t.shape)}"
+                f"got {_shape_text(t.shape)}"
             )
         expected = math.prod(t.shape) * _ITEMSIZE[t.dtype]
         if len(t.data) != expected:
             raise InvalidInputError(
-                f"image {i}: tensor data has {len(t.data)} bytes; shape {list(t.shape)} FLOAT32 needs {expected}"
+                f"image {i}: tensor data has {len(t.data)} bytes; shape {_shape_text(t.shape)} FLOAT32 needs {expected}"
             )
 
     async def classify(
@@ -114,7 +115,7 @@ class ClassificationRuntime(TaskRuntime):
                 results = self._run_batch(model, [p.payload for p in batch])
             except ModelplexError as e:  # the plugin refused the whole batch on purpose
                 results = [e] * len(batch)
-            except Exception as e:  # the whole batch failed inside the plugin
+            except BaseException as e:  # the whole batch failed inside the plugin; keep serving
                 results = [inference_error(self.name, e)] * len(batch)
             finally:
                 inst.busy -= 1
@@ -165,3 +166,8 @@ def _preprocess(model: ImageClassifier, index: int, image: EncodedImage | RawTen
         return model.preprocess(image)
     except InvalidInputError as e:
         raise InvalidInputError(f"image {index}: {e}") from None
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    """A client's shape, short enough to repeat in an error message."""
+    return str(list(shape)) if len(shape) <= 8 else f"{len(shape)} dimensions"

@@ -4,10 +4,16 @@ Each instance has a *lane*: the sequences running on it and those waiting to
 join. A driver task per lane loops on the event loop: it drops the sequences
 whose client went away or whose deadline passed, admits waiting ones up to the
 model's ``max_batch_size``, and runs one decode step of the whole lane on the
-instance's thread (tokenizing and prefilling the new ones first). So requests
-join and leave the running batch between decode steps and never wait for each
-other to finish. Everything touching the model, detokenization included, runs
-on the instance's thread; the event loop only moves chunks into queues.
+instance's thread (prefilling the new ones first). So requests join and leave
+the running batch between decode steps and never wait for each other to finish.
+
+A request is tokenized when it is submitted, before it waits for a batch slot: on
+the runtime's small tokenizing executor (``TOKENIZE_THREADS`` threads, never the
+instance's thread, never the event loop), which also checks the prompt against the
+context window. So a prompt the model cannot take fails at once, even while every
+slot is busy, and the tokens it computed are the ones the sequence starts from.
+Everything else touching the model, detokenization included, runs on the instance's
+thread; the event loop only moves chunks into queues.
 
 Backpressure: a stream whose client lets ``MAX_PENDING_CHUNKS`` chunks pile up unread sits
 the next steps out (it keeps its slot and its cache) until the client reads again.
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_LOGPROBS",
     "MAX_STOP_SEQUENCES",
+    "TOKENIZE_THREADS",
     "GenerationChunk",
     "GenerationRequest",
     "GenerationStream",
@@ -61,6 +70,8 @@ MAX_LOGPROBS = 20
 """Alternatives per token a request may ask for."""
 MAX_PENDING_CHUNKS = 64
 """Undelivered chunks of one stream after which it is paused (skips steps) until its client reads."""
+TOKENIZE_THREADS = 2
+"""Threads of a model's tokenizing executor, which tokenizes and checks prompts at submission."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +122,8 @@ class GenerationStream:
         self.done = False
         """Set once the last chunk (or an error) is queued; only ever on the instance thread or loop."""
         self.lane: _Lane | None = None
+        self.prompt_ids: list[int] | None = None
+        """The prompt's tokens, computed at submission; handed to ``start`` when admitted."""
         # Thread-side state, owned by the lane's instance thread once admitted.
         self.sequence: Any = None
         self.prompt_tokens = 0
@@ -152,6 +165,8 @@ class _Lane:
     """The sequences of one instance: running and waiting to join."""
 
     instance: Instance
+    tokenizing: set[GenerationStream] = field(default_factory=set)
+    """Submitted, their prompts being tokenized and checked; they join ``waiting`` next."""
     running: list[GenerationStream] = field(default_factory=list)
     waiting: collections.deque[GenerationStream] = field(default_factory=collections.deque)
     joining: list[GenerationStream] = field(default_factory=list)
@@ -160,7 +175,7 @@ class _Lane:
 
     @property
     def load(self) -> int:
-        return len(self.running) + len(self.waiting)
+        return len(self.tokenizing) + len(self.running) + len(self.waiting)
 
 
 _Event = tuple[GenerationStream, GenerationChunk | BaseException]
@@ -174,11 +189,13 @@ class TextGenerationRuntime(TaskRuntime):
         first = instances[0].model
         assert isinstance(first, TextGenerator), f"{type(first).__name__} is not a TextGenerator"
         self.context_length = int(first.context_length)
+        self.is_encoder_decoder = bool(first.is_encoder_decoder)
         self.max_new_tokens = int(first.max_new_tokens)
         self._batch = max(1, int(first.max_batch_size))
         self._lanes: list[_Lane] = []
         self._drivers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._tokenizer_pool: ThreadPoolExecutor | None = None
 
     @property
     def max_batch_size(self) -> int:
@@ -194,7 +211,15 @@ class TextGenerationRuntime(TaskRuntime):
         """Sequences waiting for a batch slot, over all instances."""
         return sum(len(lane.waiting) for lane in self._lanes)
 
+    @property
+    def tokenizing(self) -> int:
+        """Requests submitted whose prompts are being tokenized, over all instances."""
+        return sum(len(lane.tokenizing) for lane in self._lanes)
+
     def start(self) -> None:
+        self._tokenizer_pool = ThreadPoolExecutor(
+            TOKENIZE_THREADS, thread_name_prefix=f"modelplex-{self.name}-tokenize"
+        )
         for inst in self.instances:
             lane = _Lane(inst)
             self._lanes.append(lane)
@@ -202,11 +227,19 @@ class TextGenerationRuntime(TaskRuntime):
 
     async def stop(self) -> None:
         """Let each lane's step in flight finish, then end every stream: those that finished in
-        that step keep their finish reason, all others end with ``"cancelled"``."""
+        that step keep their finish reason, all others (those still being tokenized included)
+        end with ``"cancelled"``."""
         self._stopping = True
         lanes, self._lanes = self._lanes, []  # a late generate() raises ModelNotReadyError
         for lane in lanes:
+            tokenizing, lane.tokenizing = lane.tokenizing, set()
+            for s in tokenizing:
+                if not s.done:
+                    _put(s, self._final(s, "", (), (), "cancelled"))
             lane.wake.set()
+        if self._tokenizer_pool is not None:
+            self._tokenizer_pool.shutdown(wait=False, cancel_futures=True)
+            self._tokenizer_pool = None
         await asyncio.gather(*self._drivers, return_exceptions=True)
         self._drivers.clear()
         for lane in lanes:
@@ -257,19 +290,73 @@ class TextGenerationRuntime(TaskRuntime):
 
     def generate(self, request: GenerationRequest, deadline: float | None = None) -> GenerationStream:
         """Queue a request on the least loaded instance; iterate the stream for its chunks.
-        Raises InvalidInputError for a bad parameter, QueueFullError when the queue is full;
-        a prompt too long for the model fails the first iteration with InvalidInputError."""
+        Raises InvalidInputError for a bad parameter, QueueFullError when the queue is full.
+
+        The prompt is tokenized and checked at once, on the tokenizing executor (not on the
+        event loop, not on the instance's thread), before the request waits for a batch slot:
+        a prompt the model cannot take (too long for the context window, or one ``tokenize``
+        refuses) fails the first iteration with InvalidInputError as soon as it is tokenized,
+        however busy the batch is."""
         self.validate(request)
-        if not self._lanes or self._stopping:
+        pool = self._tokenizer_pool
+        if not self._lanes or self._stopping or pool is None:
             raise ModelNotReadyError(f"model {self.name!r} is not serving")
-        if sum(len(lane.waiting) for lane in self._lanes) >= self.config.max_queue_size:
+        if self.waiting + self.tokenizing >= self.config.max_queue_size:
             raise QueueFullError(f"model {self.name!r} has {self.config.max_queue_size} requests waiting; retry later")
-        stream = GenerationStream(self, request, deadline)
         lane = min(self._lanes, key=lambda lane: lane.load)
+        model = lane.instance.model
+        assert isinstance(model, TextGenerator)
+        stream = GenerationStream(self, request, deadline)
         stream.lane = lane
+        lane.tokenizing.add(stream)
+        future = asyncio.get_running_loop().run_in_executor(pool, self._tokenize, model, request.prompt)
+        future.add_done_callback(functools.partial(self._tokenized, lane, stream))
+        return stream
+
+    def _tokenize(self, model: TextGenerator, prompt: str) -> list[int]:
+        """On the tokenizing executor: the prompt's tokens, checked against the context window."""
+        ids = list(model.tokenize(prompt))
+        self._room(len(ids))
+        return ids
+
+    def _room(self, n: int) -> int:
+        """The most tokens a prompt of ``n`` tokens leaves for the output; InvalidInputError
+        (naming both lengths) when the prompt does not fit the context window."""
+        if self.is_encoder_decoder:
+            if n > self.context_length:
+                raise InvalidInputError(
+                    f"the prompt is {n} tokens, longer than the context window of model {self.name!r} "
+                    f"({self.context_length} tokens)"
+                )
+            return self.context_length
+        if n >= self.context_length:
+            raise InvalidInputError(
+                f"the prompt is {n} tokens; the context window of model {self.name!r} is "
+                f"{self.context_length} tokens, prompt and output together"
+            )
+        return self.context_length - n
+
+    def _tokenized(self, lane: _Lane, stream: GenerationStream, future: asyncio.Future[list[int]]) -> None:
+        """On the event loop, once the prompt is tokenized: fail the stream, or queue it for a slot."""
+        lane.tokenizing.discard(stream)
+        if stream.done:  # stop() ended it meanwhile
+            return
+        if stream.cancelled:
+            stream.done = True
+            return
+        if future.cancelled() or self._stopping:
+            _put(stream, self._final(stream, "", (), (), "cancelled"))
+            return
+        error = future.exception()
+        if error is not None:
+            _put(stream, error if isinstance(error, ModelplexError) else inference_error(self.name, error))
+            return
+        ids = future.result()
+        stream.prompt_ids = ids
+        stream.prompt_tokens = len(ids)
+        stream.limit = min(stream.request.max_new_tokens, self._room(len(ids)))
         lane.waiting.append(stream)
         lane.wake.set()
-        return stream
 
     # -- the decode loop ----------------------------------------------------------------------
 
@@ -277,7 +364,7 @@ class TextGenerationRuntime(TaskRuntime):
         model = lane.instance.model
         assert isinstance(model, TextGenerator)
         while not self._stopping:
-            if not lane.running and not lane.waiting:
+            if not lane.running and not lane.waiting:  # (tokenizing streams wake it when they queue)
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
@@ -379,24 +466,9 @@ class TextGenerationRuntime(TaskRuntime):
         return events
 
     def _admit(self, model: TextGenerator, s: GenerationStream) -> None:
-        ids = model.tokenize(s.request.prompt)
-        n = len(ids)
-        if model.is_encoder_decoder:
-            if n > self.context_length:
-                raise InvalidInputError(
-                    f"the prompt is {n} tokens, longer than the context window of model {self.name!r} "
-                    f"({self.context_length} tokens)"
-                )
-            room = self.context_length
-        else:
-            if n >= self.context_length:
-                raise InvalidInputError(
-                    f"the prompt is {n} tokens; the context window of model {self.name!r} is "
-                    f"{self.context_length} tokens, prompt and output together"
-                )
-            room = self.context_length - n
-        s.prompt_tokens = n
-        s.limit = min(s.request.max_new_tokens, room)
+        """Start the sequence from the tokens computed (and checked) at submission."""
+        ids, s.prompt_ids = s.prompt_ids, None
+        assert ids is not None, "a stream joins only once its prompt is tokenized"
         s.detok = IncrementalDetokenizer(model.detokenize)
         s.sequence = model.start(ids, s.request.params)
 
