@@ -65,6 +65,10 @@ settings = { channels_last = true }
         ("[[models]]\nname = 'x'\n", "models.0.spec: Field required"),
         ("[[models]]\nspec = 'a'\n[[models]]\nspec = 'a'\n", "two models are named 'a'"),
         ("[[models]]\nspec = 'a'\ndevices = []\n", "must list at least one device"),
+        (
+            "[[models]]\nspec = 'a'\ndevices = ['cpu', 'cpu', 'cpu']\ninstances_per_device = 32\n",
+            "3 devices x 32 instances_per_device = 96 instances; at most 64 per model",
+        ),
         ("[server\n", "is not valid TOML"),
     ],
 )

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelplex.errors import ConfigError
 
@@ -26,6 +26,10 @@ __all__ = [
     "load_config",
     "demo_config_text",
 ]
+
+
+MAX_INSTANCES = 64
+"""Instances one model may have, over all its devices."""
 
 
 class _Strict(BaseModel):
@@ -107,6 +111,17 @@ class ModelConfig(_Strict):
         if not v:
             raise ValueError("must list at least one device")
         return v
+
+    @model_validator(mode="after")
+    def _bounded_instances(self) -> ModelConfig:
+        # Each instance is a thread and a copy of the weights: one LoadModel call must not ask for hundreds.
+        total = len(self.devices) * self.instances_per_device
+        if total > MAX_INSTANCES:
+            raise ValueError(
+                f"{len(self.devices)} devices x {self.instances_per_device} instances_per_device = {total} "
+                f"instances; at most {MAX_INSTANCES} per model"
+            )
+        return self
 
     @property
     def served_name(self) -> str:
