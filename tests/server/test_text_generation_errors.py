@@ -28,6 +28,8 @@ def client():
 
 CASES = {
     "empty model name": (dict(model=""), grpc.StatusCode.INVALID_ARGUMENT, "names no model"),
+    # clipped in the message: unclipped, gRPC would drop the status for RESOURCE_EXHAUSTED
+    "huge unknown model name": (dict(model="x" * 20000), grpc.StatusCode.NOT_FOUND, "20000 characters"),
     "unknown model": (dict(model="nope"), grpc.StatusCode.NOT_FOUND, "no model named 'nope'"),
     "a classifier": (dict(model="classifier"), INVALID, "serves image_classification, not text_generation"),
     "max_new_tokens 0": (dict(max_new_tokens=0), INVALID, "max_new_tokens must be between 1 and 50"),

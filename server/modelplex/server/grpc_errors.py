@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -14,7 +14,7 @@ from modelplex import errors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATUS_CODES", "status_of", "grpc_errors"]
+__all__ = ["STATUS_CODES", "abort", "grpc_errors", "grpc_stream_errors", "status_of"]
 
 STATUS_CODES: dict[type[errors.ModelplexError], grpc.StatusCode] = {
     errors.ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
@@ -44,6 +44,16 @@ def status_of(exc: BaseException) -> grpc.StatusCode:
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+async def abort(context: aio.ServicerContext, exc: Exception, where: str) -> None:
+    """Abort the call with the status of ``exc``; an unexpected one is logged and INTERNAL.
+    (``context.abort`` raises, so this never returns normally.)"""
+    if isinstance(exc, errors.ModelplexError):
+        await context.abort(status_of(exc), _details(str(exc)))
+        return
+    log.error("unexpected error in %s", where, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, _details(f"internal error: {type(exc).__name__}: {exc}"))
+
+
 def grpc_errors(method: F) -> F:
     """Wrap a unary servicer method: a raised error aborts the call with its status."""
 
@@ -51,13 +61,26 @@ def grpc_errors(method: F) -> F:
     async def wrapper(self: Any, request: Any, context: aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except errors.ModelplexError as e:
-            await context.abort(status_of(e), _details(str(e)))
         except Exception as e:
-            log.exception("unexpected error in %s", method.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+            await abort(context, e, method.__qualname__)
 
     return wrapper  # type: ignore[return-value]
+
+
+def grpc_stream_errors(
+    method: Callable[..., AsyncIterator[Any]],
+) -> Callable[..., AsyncIterator[Any]]:
+    """Like :func:`grpc_errors`, for a server-streaming method."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except Exception as e:
+            await abort(context, e, method.__qualname__)
+
+    return wrapper
 
 
 # gRPC drops a call whose status details pass its metadata limit (16 KiB), and the

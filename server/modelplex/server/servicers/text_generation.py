@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
-import grpc
 from grpc import aio
 
-from modelplex import errors
-from modelplex.server.grpc_errors import grpc_errors, status_of
+from modelplex.server.grpc_errors import grpc_errors, grpc_stream_errors
 from modelplex.server.registry import ModelRegistry
 from modelplex.server.runtimes.text_generation import (
     GenerationChunk,
@@ -57,25 +53,6 @@ def _logprobs(items: tuple[TokenLogprobs, ...]) -> list[pb.TokenLogprob]:
     ]
 
 
-def _stream_errors(
-    method: Callable[..., AsyncIterator[Any]],
-) -> Callable[..., AsyncIterator[Any]]:
-    """Like grpc_errors, for a server-streaming method: an error aborts the call with its status."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except errors.ModelplexError as e:
-            await context.abort(status_of(e), str(e))
-        except Exception as e:
-            log.exception("unexpected error in %s", method.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
-
-    return wrapper
-
-
 class TextGenerationServicer(pb_grpc.TextGenerationServicer):
     def __init__(self, registry: ModelRegistry) -> None:
         self._registry = registry
@@ -85,7 +62,7 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
         assert isinstance(runtime, TextGenerationRuntime)
         return runtime
 
-    @_stream_errors
+    @grpc_stream_errors
     async def Generate(
         self, request: pb.GenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
@@ -105,11 +82,7 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
             logprobs=_logprobs(chunk.logprobs),
         )
         if chunk.finish_reason is not None:
-            message.finish_reason = _FINISH[chunk.finish_reason]
-            message.usage.prompt_tokens = chunk.prompt_tokens
-            message.usage.completion_tokens = chunk.completion_tokens
-            message.time_to_first_token_ms = chunk.time_to_first_token_s * 1000
-            message.stop_sequence = chunk.stop_sequence
+            _set_final(message, chunk)
         return message
 
     @grpc_errors
@@ -127,10 +100,15 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
         finally:
             stream.cancel()
         response.text = "".join(texts)
-        response.finish_reason = _FINISH[last.finish_reason or "cancelled"]
-        response.usage.prompt_tokens = last.prompt_tokens
-        response.usage.completion_tokens = last.completion_tokens
-        response.time_to_first_token_ms = last.time_to_first_token_s * 1000
-        response.stop_sequence = last.stop_sequence
+        _set_final(response, last)
         response.total_time_ms = (time.perf_counter() - started) * 1000
         return response
+
+
+def _set_final(message: pb.GenerateResponse | pb.CompleteResponse, last: GenerationChunk) -> None:
+    """The fields of a stream's last chunk, on a Generate or Complete response."""
+    message.finish_reason = _FINISH[last.finish_reason or "cancelled"]
+    message.usage.prompt_tokens = last.prompt_tokens
+    message.usage.completion_tokens = last.completion_tokens
+    message.time_to_first_token_ms = last.time_to_first_token_s * 1000
+    message.stop_sequence = last.stop_sequence
