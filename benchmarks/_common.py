@@ -7,6 +7,7 @@ client and server share the machine's cores, as the peer numbers were measured.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as _dt
@@ -581,3 +582,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     ]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--wait-quiet and --no-write, which every benchmark takes."""
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for other processes to go idle first, and redo rounds they disturb",
+    )
+    p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/*.json")

@@ -47,8 +47,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--requests", type=int, help="per configuration (default 1000; quick 200)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS")
-    p.add_argument("--no-write", action="store_true")
+    c.add_run_arguments(p)
     args = p.parse_args()
     args.requests = args.requests or (200 if args.quick else 1000)
 

@@ -52,14 +52,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--throughput-requests", type=int, help="trivial model only (default 2000; quick 500)")
     p.add_argument("--torch-threads", type=int, help="default: 1 for trivial, all cores for resnet18")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="first wait up to SECONDS for other processes to go idle (shared machines)",
-    )
-    p.add_argument("--no-write", action="store_true")
+    c.add_run_arguments(p)
     args = p.parse_args()
     trivial = args.model == "trivial"
     if args.requests is None:

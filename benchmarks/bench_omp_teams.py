@@ -36,14 +36,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--forwards", type=int, default=20, help="timed forwards per configuration per round")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="redo a round other processes disturbed, waiting up to SECONDS for quiet",
-    )
-    p.add_argument("--no-write", action="store_true")
+    c.add_run_arguments(p)
     args = p.parse_args()
 
     import torch

@@ -91,14 +91,7 @@ def parse_args() -> argparse.Namespace:
         metavar="SECONDS",
         help="also record the server with py-spy for SECONDS (default 5) of sequential Client calls",
     )
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="first wait up to SECONDS for other processes to go idle (shared machines)",
-    )
-    p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/*.json")
+    c.add_run_arguments(p)
     args = p.parse_args()
     if args.requests is None:
         args.requests = 200 if args.quick else 1000

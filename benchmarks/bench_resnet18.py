@@ -87,14 +87,7 @@ def parse_args() -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="torch intra-op threads in the server and in this process (default: all cores)",
     )
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="first wait up to SECONDS for other processes to go idle (shared machines)",
-    )
-    p.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/*.json")
+    c.add_run_arguments(p)
     args = p.parse_args()
     if args.requests is None:
         args.requests = 40 if args.quick else 200
