@@ -92,3 +92,27 @@ def test_serve_reports_a_bad_config_key(tmp_path):
 def test_client_command_against_no_server():
     out = run("models", "--server", "127.0.0.1:1", "--timeout", "2")
     assert out.returncode == 1 and "UNAVAILABLE" in out.stderr
+
+
+def test_serve_stops_on_sigint_while_models_load(tmp_path):
+    """SIGINT during start-up ends the server without it ever serving (vgg19's random
+    init takes seconds on CPU, long enough to interrupt)."""
+    import signal
+    import time
+
+    config = tmp_path / "slow.toml"
+    config.write_text('[server]\nport = 0\n[[models]]\nspec = "vgg19"\nweights = "random"\ndevices = ["cpu"]\n')
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:
+            if "loading 'vgg19'" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "serving on" not in out
