@@ -108,3 +108,38 @@ def test_health_of_an_unknown_name_is_service_unknown(probe_server):
     server = probe_server()
     with Client(server.address) as client:
         assert client.health("modelplex.model/never-loaded") == "SERVICE_UNKNOWN"
+
+
+def test_server_health_is_not_serving_until_its_models_are_loaded():
+    import asyncio
+    import threading
+    import time
+
+    from modelplex.server.app import ModelServer
+    from modelplex.server.config import Config
+    from probe_plugin import PLUGINS
+
+    config = Config.model_validate(
+        {"server": {"port": 0}, "models": [probe_model("slow", settings={"block_load": True})]}
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = ModelServer(config, extra_plugins=PLUGINS)
+    starting = asyncio.run_coroutine_threadsafe(server.start(), loop)
+    try:
+        deadline = time.monotonic() + 10
+        while "slow" not in PROBES or server.port is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with Client(f"127.0.0.1:{server.port}") as client:
+            assert client.health() == "NOT_SERVING"
+            PROBES["slow"].load_gate.set()
+            starting.result(10)
+            assert client.health() == "SERVING"
+    finally:
+        PROBES["slow"].load_gate.set()
+        asyncio.run_coroutine_threadsafe(server.stop(grace=0), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        PROBES.clear()
