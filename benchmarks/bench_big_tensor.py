@@ -66,7 +66,7 @@ def main() -> int:
         req = pb.ClassifyRequest(model=MODEL)
         t = req.images.add().tensor
         t.shape.extend(a.shape)
-        t.dtype = common_pb2.FLOAT32
+        t.dtype = common_pb2.DATA_TYPE_FLOAT32
         t.data = np.ascontiguousarray(a, dtype="<f4").tobytes()
         return req
 

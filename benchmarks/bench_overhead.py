@@ -123,7 +123,9 @@ def main() -> int:
     raw = RawTensor(SHAPE, "float32", array.tobytes())
     request = pb.ClassifyRequest(
         model=MODEL,
-        images=[pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.FLOAT32, data=raw.data))],
+        images=[
+            pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.DATA_TYPE_FLOAT32, data=raw.data))
+        ],
     )
     payload = b"x" * request.ByteSize()
     options = channel_options(64)

@@ -116,7 +116,9 @@ def main() -> int:
     batched = f"resnet18-b{args.batch_size}"
     request = pb.ClassifyRequest(
         model=batched,
-        images=[pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.FLOAT32, data=raw.data))],
+        images=[
+            pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.DATA_TYPE_FLOAT32, data=raw.data))
+        ],
     )
     payload = b"x" * request.ByteSize()
     options = channel_options(64)

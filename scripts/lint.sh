@@ -6,3 +6,4 @@ scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy server/modelplex clients/python/src/modelplex_client plugins/vision/src plugins/text/src
+scripts/buf.sh

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict
 
 from modelplex import (
+    ClassificationMeta,
     ClassScore,
     EncodedImage,
     ImageClassifier,
@@ -23,7 +24,6 @@ from modelplex import (
     RawTensor,
     Task,
     Variant,
-    VariantMeta,
     hookimpl,
 )
 
@@ -126,7 +126,7 @@ class ProbePlugin:
                 name="probe",
                 task=Task.IMAGE_CLASSIFICATION,
                 factory=_factory,
-                variants=(Variant("v1", weights="probe:v1", meta=VariantMeta(num_classes=4)),),
+                variants=(Variant("v1", weights="probe:v1", meta=ClassificationMeta(num_classes=4)),),
                 settings=ProbeSettings,
                 description="records what it is asked",
             )

@@ -3,6 +3,9 @@
 This module is the whole surface a plugin author imports::
 
     from modelplex import hookimpl, ModelSpec, Task, Variant, ImageClassifier
+
+A plugin that brings a whole task also uses :class:`TaskDefinition` here and the
+runtime pieces of :mod:`modelplex.runtime`.
 """
 
 from modelplex.errors import (
@@ -22,7 +25,7 @@ from modelplex.errors import (
 )
 from modelplex.hookspecs import hookimpl
 from modelplex.specs import (
-    ImagePreprocessing,
+    TASK_ID_PATTERN,
     LoadContext,
     ModelSpec,
     NoSettings,
@@ -32,14 +35,18 @@ from modelplex.specs import (
     WeightsChoice,
     WeightsSource,
 )
+from modelplex.taskdef import TaskDefinition
 from modelplex.tasks import (
+    ClassificationMeta,
     ClassScore,
     EncodedImage,
     ImageClassifier,
+    ImagePreprocessing,
     NextToken,
     RawTensor,
     SamplingParams,
     TaskModel,
+    TextGenerationMeta,
     TextGenerator,
     TopLogprob,
 )
@@ -47,7 +54,9 @@ from modelplex.tasks import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TASK_ID_PATTERN",
     "ClassScore",
+    "ClassificationMeta",
     "ConfigError",
     "DeadlineExceededError",
     "EncodedImage",
@@ -69,7 +78,9 @@ __all__ = [
     "RuntimeLoadingDisabledError",
     "SamplingParams",
     "Task",
+    "TaskDefinition",
     "TaskModel",
+    "TextGenerationMeta",
     "TextGenerator",
     "TopLogprob",
     "Variant",

@@ -7,18 +7,19 @@ weights and touches no network, so that discovering plugins stays cheap.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from modelplex.tasks import TaskModel
+    from modelplex.tasks.base import TaskModel
 
 __all__ = [
-    "ImagePreprocessing",
+    "TASK_ID_PATTERN",
     "LoadContext",
     "ModelSpec",
     "NoSettings",
@@ -30,8 +31,13 @@ __all__ = [
 ]
 
 
-class Task(str, enum.Enum):
-    """The task a model serves; each has its own gRPC service and interface."""
+TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+"""What a task id looks like: ``image_classification``, ``acme.object_detection``."""
+
+
+class Task(enum.StrEnum):
+    """The ids of the first-party tasks, for convenience: a spec's ``task`` is any task
+    id a plugin registered (a plain string), and these are strings too."""
 
     IMAGE_CLASSIFICATION = "image_classification"
     TEXT_GENERATION = "text_generation"
@@ -88,29 +94,10 @@ class WeightsChoice:
 
 
 @dataclass(frozen=True)
-class ImagePreprocessing:
-    """How an encoded image becomes the model's input tensor (torchvision's presets)."""
-
-    crop_size: int
-    resize_size: int
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
 class VariantMeta:
-    """Typed facts about a variant. Fields that do not apply to a task stay None."""
+    """Typed facts about a variant that every task shares. Each task extends it with its
+    own (``ClassificationMeta``, ``TextGenerationMeta``, ...)."""
 
-    num_classes: int | None = None
-    """Output classes of a classifier."""
-    input_shape: tuple[int, ...] | None = None
-    """Shape of one preprocessed input, e.g. (3, 224, 224)."""
-    preprocessing: ImagePreprocessing | None = None
-    sample_rate_hz: int | None = None
-    """Audio sample rate the model consumes or produces."""
-    context_length: int | None = None
-    """Longest token sequence a language model takes."""
     num_params: int | None = None
     recipe: str = ""
     """Where the weights come from (paper, training recipe, model card)."""
@@ -135,9 +122,15 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+S = TypeVar("S", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class LoadContext:
-    """What a factory is given to build one instance of a model."""
+class LoadContext(Generic[S]):
+    """What a factory is given to build one instance of a model.
+
+    Generic over the spec's settings model, so that a factory typed
+    ``LoadContext[MySettings]`` reads ``ctx.settings.my_field`` with its type."""
 
     model_name: str
     """The name the model is served under."""
@@ -146,10 +139,11 @@ class LoadContext:
     weights: WeightsChoice
     device: str
     """``"cpu"``, ``"cuda:0"``, ...: the instance's one device."""
-    settings: BaseModel
+    settings: S
     """An instance of the spec's settings model, validated."""
-    max_batch_size: int = 1
-    """The largest batch the runtime will hand one call."""
+    task_settings: BaseModel = field(default_factory=NoSettings)
+    """The model's serving settings of its task (``max_batch_size`` and the like), validated
+    by the task's settings model; the runtime enforces them, a model may read them."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +157,10 @@ class ModelSpec:
     """
 
     name: str
-    task: Task
-    factory: Callable[[LoadContext], TaskModel]
+    task: str
+    """The id of the task the spec's models serve: a :class:`Task` member, or the id of a
+    task some plugin registers (``register_tasks``)."""
+    factory: Callable[[LoadContext[Any]], TaskModel]
     variants: tuple[Variant, ...] = ()
     default_variant: str | None = None
     """Name of the variant used when the config names none; the first if None."""
@@ -177,6 +173,9 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "task", str(self.task))
+        if not TASK_ID_PATTERN.match(self.task):
+            raise ValueError(f"spec {self.name!r}: task {self.task!r} is not a task id (like 'image_classification')")
         if not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"spec name {self.name!r} must be non-empty and contain no whitespace")
         names = [v.name for v in self.variants]

@@ -49,11 +49,14 @@ def run(*args):
 def test_models_plugins_and_classify(served, tmp_path, make_image):
     out = run("models", "--server", served)
     assert out.returncode == 0, out.stderr
-    assert re.search(r"colors\s+image_classification\s+ready\s+dominant-color/rgb\s+weights=random", out.stdout)
+    assert re.search(r"colors\s+image_classification\s+ready\s+dominant-color/default\s+weights=random", out.stdout)
 
     out = run("plugins", "--server", served, "--json")
     plugins = {p["name"]: p for p in map(json.loads, out.stdout.splitlines())}
-    assert plugins["example_colors"]["state"] == "ACTIVE" and plugins["broken_example"]["state"] == "SKIPPED"
+    assert (
+        plugins["example_colors"]["state"] == "PLUGIN_STATE_ACTIVE"
+        and plugins["broken_example"]["state"] == "PLUGIN_STATE_SKIPPED"
+    )
 
     green = tmp_path / "green.png"
     green.write_bytes(make_image((0, 255, 0)))

@@ -53,7 +53,7 @@ def test_generate_json_prints_one_chunk_per_line(address, capsys):
     chunks = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 1 <= len(chunks) <= 6
     assert all("token_ids" in c and len(c["logprobs"][0]["top"]) == 2 for c in chunks)
-    assert chunks[-1]["finish_reason"] in ("LENGTH", "EOS") and "usage" in chunks[-1]
+    assert chunks[-1]["finish_reason"] in ("FINISH_REASON_LENGTH", "FINISH_REASON_EOS") and "usage" in chunks[-1]
 
 
 def test_generate_reports_a_bad_request(address, capsys):

@@ -55,7 +55,7 @@ def test_specs_and_variants():
     from modelplex_text.plugin import build_specs
 
     specs = {s.name: s for s in build_specs()}
-    assert all(s.task is Task.TEXT_GENERATION for s in specs.values())
+    assert all(s.task == Task.TEXT_GENERATION for s in specs.values())
     assert specs["gpt2"].variant(None).weights == "openai-community/gpt2"
     assert specs["flan-t5-xl"].variant(None).weights == "google/flan-t5-xl"
     assert specs["t5-small"].variant(None).meta.context_length == 512
@@ -67,12 +67,10 @@ def test_settings_are_validated():
 
     assert TextSettings().model_dump() == {
         "dtype": "float32",
-        "max_new_tokens": 512,
-        "max_batch_size": 16,
         "hub_id": None,
         "context_length": None,
     }
-    for bad in ({"dtype": "int8"}, {"max_batch_size": 0}, {"max_new_tokens": 0}, {"unknown": 1}):
+    for bad in ({"dtype": "int8"}, {"context_length": 1}, {"max_new_tokens": 100}, {"unknown": 1}):
         with pytest.raises(ValueError):
             TextSettings.model_validate(bad)
 

@@ -65,7 +65,7 @@ def test_register_models_registers_one_spec_per_architecture() -> None:
     specs: list[ModelSpec] = []
     plugin.register_models(specs.append)
     assert [s.name for s in specs] == [a.name for a in ARCHITECTURES]
-    assert all(s.task is Task.IMAGE_CLASSIFICATION and s.settings is VisionSettings for s in specs)
+    assert all(s.task == Task.IMAGE_CLASSIFICATION and s.settings is VisionSettings for s in specs)
     resnet50 = next(s for s in specs if s.name == "resnet50")
     default = resnet50.variant(None)
     assert default.name == "IMAGENET1K_V2"

@@ -14,7 +14,7 @@ from modelplex_client.pb import image_classification_pb2 as pb
 from probe_plugin import probe_model
 
 
-def tensor(shape, dtype=common_pb2.FLOAT32, data=None):
+def tensor(shape, dtype=common_pb2.DATA_TYPE_FLOAT32, data=None):
     n = 1
     for s in shape:
         n *= s
@@ -54,7 +54,7 @@ CASES = {
     "top_k too large": (
         dict(images=[b"\x01"], top_k=5),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "between 1 and 4 (0 means 4)",
+        "between 1 and 4 (0 means 4: min(5, classes))",
     ),
     "top_k negative": (dict(images=[b"\x01"], top_k=-1), grpc.StatusCode.INVALID_ARGUMENT, "top_k"),
     "tensor wrong shape": (
@@ -63,7 +63,7 @@ CASES = {
         "shape must be [1, 2, 2]",
     ),
     "tensor wrong dtype": (
-        dict(images=[tensor([1, 2, 2], dtype=common_pb2.FLOAT16, data=b"\0" * 8)]),
+        dict(images=[tensor([1, 2, 2], dtype=common_pb2.DATA_TYPE_FLOAT16, data=b"\0" * 8)]),
         grpc.StatusCode.INVALID_ARGUMENT,
         "dtype must be FLOAT32",
     ),

@@ -61,7 +61,6 @@ settings = { channels_last = true }
         ("[server]\nprot = 1\n", "server.prot: unknown key"),
         ("[server]\nport = 'x'\n", "server.port: Input should be a valid integer"),
         ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
-        ("[[models]]\nspec = 'a'\nmax_batch_size = 0\n", "models.0.max_batch_size"),
         ("[[models]]\nname = 'x'\n", "models.0.spec: Field required"),
         ("[[models]]\nspec = 'a'\n[[models]]\nspec = 'a'\n", "two models are named 'a'"),
         ("[[models]]\nspec = 'a'\ndevices = []\n", "must list at least one device"),

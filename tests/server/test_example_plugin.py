@@ -16,10 +16,10 @@ COLORS = {"models": [{"spec": "dominant-color", "devices": ["cpu"], "weights": "
 def test_third_party_plugin_is_served_and_broken_one_reported(example_plugins, make_image):
     with running_server(COLORS) as server, Client(server.address, timeout=10) as client:
         plugins = {p.name: p for p in client.list_plugins()}
-        assert plugins["example_colors"].state == models_pb2.ACTIVE
+        assert plugins["example_colors"].state == models_pb2.PLUGIN_STATE_ACTIVE
         assert plugins["example_colors"].distribution == "modelplex-example-plugin"
         assert [s.name for s in plugins["example_colors"].specs] == ["dominant-color"]
-        assert plugins["broken_example"].state == models_pb2.BROKEN
+        assert plugins["broken_example"].state == models_pb2.PLUGIN_STATE_BROKEN
         assert "modelplex_dependency_that_is_not_installed" in plugins["broken_example"].error
 
         red, blue = make_image((250, 10, 10)), make_image((0, 0, 200))
@@ -42,13 +42,15 @@ def test_block_and_allow_list(example_plugins):
         Client(server.address) as client,
     ):
         names = {p.name: p.state for p in client.list_plugins()}
-        assert names["broken_example"] == models_pb2.SKIPPED
-        assert names["example_colors"] == models_pb2.ACTIVE
+        assert names["broken_example"] == models_pb2.PLUGIN_STATE_SKIPPED
+        assert names["example_colors"] == models_pb2.PLUGIN_STATE_ACTIVE
     with running_server({"plugins": {"autoload": False, "allow": ["example_colors"]}}) as server:
         with Client(server.address) as client:
             states = {p.name: p.state for p in client.list_plugins()}
-    assert states["example_colors"] == models_pb2.ACTIVE
-    assert all(s == models_pb2.SKIPPED for n, s in states.items() if n != "example_colors")
+    assert states["example_colors"] == models_pb2.PLUGIN_STATE_ACTIVE
+    others = {n: s for n, s in states.items() if n not in ("example_colors", "tasks")}
+    assert all(s == models_pb2.PLUGIN_STATE_SKIPPED for s in others.values())
+    assert states["tasks"] == models_pb2.PLUGIN_STATE_ACTIVE  # the first-party tasks always load
 
 
 def test_a_clashing_spec_is_ignored_and_reported_not_the_whole_plugin():

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from modelplex_client import Client, ServerError
-from modelplex_client.pb import common_pb2, models_pb2
+from modelplex_client.pb import image_classification_pb2, models_pb2
 from probe_plugin import PROBES, probe_model
 
 
@@ -20,12 +20,14 @@ def test_get_model_reports_weights_instances_and_memory(probe_server):
     server = probe_server(probe_model(instances_per_device=2))
     with Client(server.address) as client:
         info = client.get_model("probe")
-        assert info.state == models_pb2.READY
-        assert info.task == common_pb2.IMAGE_CLASSIFICATION
+        assert info.state == models_pb2.MODEL_STATE_READY
+        assert info.task == "image_classification"
         assert (info.spec, info.plugin, info.variant) == ("probe", "probe", "v1")
-        assert info.weights.source == models_pb2.RANDOM and info.weights.uri == ""
+        assert info.weights.source == models_pb2.WEIGHTS_SOURCE_RANDOM and info.weights.uri == ""
         assert [(i.device, i.memory_bytes) for i in info.instances] == [("cpu", 1234), ("cpu", 1234)]
-        assert info.num_classes == 4 and list(info.input_shape) == [1, 2, 2]
+        extra = image_classification_pb2.ImageClassificationInfo()
+        assert info.task_info.Unpack(extra)
+        assert extra.num_classes == 4 and list(extra.input_shape) == [1, 2, 2]
         assert [m.name for m in client.list_models()] == ["probe"]
         assert code_of(lambda: client.get_model("nope"))[0] == grpc.StatusCode.NOT_FOUND
 
@@ -34,8 +36,14 @@ def test_load_and_unload_at_run_time(probe_server):
     server = probe_server()
     with Client(server.address, timeout=10) as client:
         assert client.list_models() == []
-        info = client.load_model("probe", name="p2", devices=["cpu"], max_batch_size=2, settings={"fail": False})
-        assert info.name == "p2" and info.max_batch_size == 2 and info.state == models_pb2.READY
+        info = client.load_model(
+            "probe",
+            name="p2",
+            devices=["cpu"],
+            task_settings=image_classification_pb2.ImageClassificationSettings(max_batch_size=2),
+            settings={"fail": False},
+        )
+        assert info.name == "p2" and info.max_batch_size == 2 and info.state == models_pb2.MODEL_STATE_READY
         assert client.classify([b"\x01"], model="p2", top_k=1)[0][0].label == "one"
         assert (
             code_of(lambda: client.load_model("probe", name="p2", devices=["cpu"]))[0] == grpc.StatusCode.ALREADY_EXISTS
@@ -73,7 +81,7 @@ def test_runtime_loading_can_be_turned_off(probe_server):
     with Client(server.address) as client:
         assert code_of(lambda: client.load_model("probe", name="x"))[0] == grpc.StatusCode.FAILED_PRECONDITION
         assert code_of(lambda: client.unload_model("probe"))[0] == grpc.StatusCode.FAILED_PRECONDITION
-        assert client.get_model("probe").state == models_pb2.READY
+        assert client.get_model("probe").state == models_pb2.MODEL_STATE_READY
 
 
 def test_wrong_task_is_invalid_argument(probe_server):

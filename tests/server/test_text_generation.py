@@ -41,8 +41,8 @@ def test_greedy_stream_equals_model_generate(client, model, folder, prompt):
     expected = reference(folder, prompt, 12)
     assert tokens == expected
     last = chunks[-1]
-    assert last.finish_reason in (pb.LENGTH, pb.EOS)
-    if last.finish_reason == pb.LENGTH:
+    assert last.finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_EOS)
+    if last.finish_reason == pb.FINISH_REASON_LENGTH:
         assert len(tokens) == 12 == len(expected)
     assert last.usage.completion_tokens == len(tokens)
     assert last.usage.prompt_tokens > 0
@@ -95,7 +95,7 @@ def test_stop_sequence_across_tokens_is_detected_and_not_emitted(client):
     text = "".join(c.text for c in chunks)
     assert text == full.text[: full.text.find(stop)]
     assert stop not in text
-    assert chunks[-1].finish_reason == pb.STOP and chunks[-1].stop_sequence == stop
+    assert chunks[-1].finish_reason == pb.FINISH_REASON_STOP and chunks[-1].stop_sequence == stop
 
 
 def test_logprobs_when_asked(client):
@@ -124,7 +124,7 @@ def test_eos_finishes_the_stream(client, tmp_path):
     client.load_model("causal-lm", name="eos", weights=str(tmp_path), devices=["cpu"])
     try:
         chunks = stream(client, "hello world", model="eos", max_new_tokens=12)
-        assert chunks[-1].finish_reason == pb.EOS
+        assert chunks[-1].finish_reason == pb.FINISH_REASON_EOS
         assert [t for c in chunks for t in c.token_ids] == expected[:n]
         assert chunks[-1].usage.completion_tokens == n
     finally:
@@ -145,5 +145,8 @@ def test_async_client_generate(server):
 
 def test_model_info_reports_the_batch_size(client):
     info = client.get_model("gpt2")
-    assert info.max_batch_size == 16 and info.task == 2  # TEXT_GENERATION
+    assert info.max_batch_size == 16 and info.task == "text_generation"
+    extra = pb.TextGenerationInfo()
+    assert info.task_info.Unpack(extra)
+    assert (extra.context_length, extra.max_new_tokens, extra.is_encoder_decoder) == (128, 512, False)
     assert client.health("modelplex.v1.TextGeneration") == "SERVING"

@@ -29,7 +29,7 @@ PROMPTS = [
 def server():
     models = [
         text_model("gpt2", "gpt2", "gpt2"),
-        text_model("long", "gpt2", "gpt2-long", settings={"max_new_tokens": 1000}),
+        text_model("long", "gpt2", "gpt2-long", max_new_tokens=1000),
         text_model("t5", "t5-small", "t5"),
     ]
     with running_server({"models": models}) as s:
@@ -110,7 +110,7 @@ def test_greedy_streams_batched_together_equal_each_alone(server, forwards, mode
     for (prompt, n), chunks in zip(PROMPTS, results, strict=True):
         tokens = [t for c in chunks for t in c.token_ids]
         assert tokens == reference(folder, prompt, n), prompt
-        assert chunks[-1].finish_reason in (pb.LENGTH, pb.EOS)
+        assert chunks[-1].finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_EOS)
     batch_sizes = [b for b, t in rec.snapshot() if t == 1]
     assert max(batch_sizes) >= 3, f"the streams were not decoded together: {batch_sizes}"
     assert rec.runtime.running == 0
@@ -142,7 +142,7 @@ def test_cancelled_stream_stops_its_forward_passes_and_the_others_carry_on(serve
     # The survivor ran to its end, alone once the other left.
     tokens = [t for c in survivor for t in c.token_ids]
     assert tokens == reference("gpt2-long", "hello world", 300)
-    assert survivor[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    assert survivor[-1].finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_EOS)
     assert rec.runtime.running == 0
     time.sleep(0.1)
     assert len(rec.snapshot()) == len(calls), "forward passes went on after every stream ended"
@@ -173,12 +173,13 @@ def test_deadline_stops_the_generation_and_frees_its_slot(server, forwards):
     assert len(calls) > left_at and all(b == 1 for b, _ in calls[left_at:]), calls[left_at:]
     tokens = [t for c in survivor for t in c.token_ids]
     assert tokens == reference("gpt2-long", "hello world", 400)
-    assert survivor[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    assert survivor[-1].finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_EOS)
     assert rec.runtime.running == 0
 
 
 def test_unloading_the_model_ends_its_streams_with_cancelled(server):
     from modelplex_client import Client
+    from modelplex_client.pb.text_generation_pb2 import TextGenerationSettings
     from text_models import model_dirs
 
     with Client(server.address, timeout=60) as client:
@@ -187,13 +188,13 @@ def test_unloading_the_model_ends_its_streams_with_cancelled(server):
             name="doomed",
             weights=str(model_dirs()["gpt2-long"]),
             devices=["cpu"],
-            settings={"max_new_tokens": 1000},
+            task_settings=TextGenerationSettings(max_new_tokens=1000),
         )
         stream = client.generate("the quick brown fox", model="doomed", max_new_tokens=1000)
         first = next(stream)
         client.unload_model("doomed")
         rest = list(stream)
-        assert rest[-1].finish_reason == pb.CANCELLED
+        assert rest[-1].finish_reason == pb.FINISH_REASON_CANCELLED
         assert len(first.token_ids) + sum(len(c.token_ids) for c in rest) < 1000
         with pytest.raises(ServerError) as info:
             client.complete("hello", model="doomed", max_new_tokens=1)
@@ -206,12 +207,12 @@ def test_unloading_while_a_stream_joins_ends_every_stream_promptly(server):
     and the stopped runtime refuses new requests."""
     from modelplex.errors import ModelNotReadyError
     from modelplex.server.config import ModelConfig
-    from modelplex.server.runtimes.text_generation import GenerationRequest
+    from modelplex.tasks.text_generation.runtime import GenerationRequest
     from text_models import model_dirs
 
     registry = server.server.registry
     config = {"spec": "gpt2", "name": "joining", "weights": str(model_dirs()["gpt2"]), "devices": ["cpu"]}
-    config["settings"] = {"max_batch_size": 1}
+    config["max_batch_size"] = 1
     server.call(registry.load(ModelConfig.model_validate(config)))
     runtime = registry.get("joining", registry.describe("joining").task)
     generator = registry.describe("joining").instances[0].model
@@ -240,9 +241,9 @@ def test_unloading_while_a_stream_joins_ends_every_stream_promptly(server):
 
     joining, waiting, took = asyncio.run(main())
     assert took < 2
-    assert joining[-1].finish_reason == pb.CANCELLED and sum(len(c.token_ids) for c in joining) == 1
+    assert joining[-1].finish_reason == pb.FINISH_REASON_CANCELLED and sum(len(c.token_ids) for c in joining) == 1
     assert joining[-1].usage.completion_tokens == 1
-    assert [(c.finish_reason, len(c.token_ids)) for c in waiting] == [(pb.CANCELLED, 0)]
+    assert [(c.finish_reason, len(c.token_ids)) for c in waiting] == [(pb.FINISH_REASON_CANCELLED, 0)]
     assert runtime.running == 0 and runtime.waiting == 0
     with pytest.raises(ModelNotReadyError):
         runtime.generate(GenerationRequest("hello", 1))
@@ -282,11 +283,12 @@ def test_one_streams_sampling_failure_fails_it_alone(server):
     assert list(tiny.token_ids) == reference("gpt2-long", "the quick brown fox", 5)
     tokens = [t for c in victim for t in c.token_ids]
     assert tokens == reference("gpt2-long", "hello world", 300)
-    assert victim[-1].finish_reason in (pb.LENGTH, pb.EOS)
+    assert victim[-1].finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_EOS)
 
 
 def test_a_stream_whose_client_stops_reading_is_paused_until_it_reads(server):
-    from modelplex.server.runtimes.text_generation import MAX_PENDING_CHUNKS, GenerationRequest
+    from modelplex.server.runtimes.stream import DEFAULT_MAX_PENDING as MAX_PENDING_CHUNKS
+    from modelplex.tasks.text_generation.runtime import GenerationRequest
 
     runtime = server.server.registry.get("long", server.server.registry.describe("long").task)
 
@@ -298,10 +300,10 @@ def test_a_stream_whose_client_stops_reading_is_paused_until_it_reads(server):
 
     stream = server.call(start())
     give_up = time.monotonic() + 10
-    while stream.queue.qsize() < MAX_PENDING_CHUNKS and time.monotonic() < give_up:
+    while stream.pending < MAX_PENDING_CHUNKS and time.monotonic() < give_up:
         time.sleep(0.005)
     time.sleep(0.1)
-    assert stream.queue.qsize() == stream.generated == MAX_PENDING_CHUNKS  # no more steps for it
+    assert stream.pending == stream.generated == MAX_PENDING_CHUNKS  # no more steps for it
     chunks = server.call(read())
     assert [t for c in chunks for t in c.token_ids] == reference("gpt2-long", "hello world", 200)
     assert chunks[-1].finish_reason in ("length", "eos") and runtime.running == 0
@@ -317,7 +319,8 @@ def test_streams_over_the_batch_size_wait_and_a_full_queue_is_refused(server):
         "weights": str(model_dirs()["gpt2-long"]),
         "devices": ["cpu"],
         "max_queue_size": 1,
-        "settings": {"max_batch_size": 1, "max_new_tokens": 1000},
+        "max_batch_size": 1,
+        "max_new_tokens": 1000,
     }
     server.call(server.server.registry.load(ModelConfig.model_validate(config)))
     runtime = server.server.registry.get("narrow", server.server.registry.describe("narrow").task)
@@ -388,7 +391,7 @@ def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
         "name": "single",
         "weights": str(model_dirs()["gpt2"]),  # a 128-token context window
         "devices": ["cpu"],
-        "settings": {"max_batch_size": 1},
+        "max_batch_size": 1,
     }
     registry = server.server.registry
     server.call(registry.load(ModelConfig.model_validate(config)))
@@ -436,7 +439,7 @@ def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
         del generator.step, generator.tokenize
         server.call(registry.unload("single"))
     assert took < 1.0, took  # not after the running stream's ~6 s
-    assert chunks[-1].finish_reason == pb.LENGTH and chunks[-1].usage.prompt_tokens == 2
+    assert chunks[-1].finish_reason == pb.FINISH_REASON_LENGTH and chunks[-1].usage.prompt_tokens == 2
     assert sum(len(c.token_ids) for c in chunks) == 126  # the 128-token window, less the prompt
     assert [p for p, _ in calls] == ["hello world", long_prompt, long_prompt]  # each tokenized once
     instance_thread = f"modelplex-single-{generator.ctx.device}-0"

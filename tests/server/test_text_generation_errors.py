@@ -18,7 +18,7 @@ LONG = "hello world " * 100  # 201 tokens (202 with T5's </s>): over the tiny GP
 @pytest.fixture(scope="module")
 def client():
     models = [
-        text_model("gpt2", "gpt2", "gpt2", settings={"max_new_tokens": 50}),
+        text_model("gpt2", "gpt2", "gpt2", max_new_tokens=50),
         text_model("t5", "t5-small", "t5"),
         probe_model("classifier"),
     ]

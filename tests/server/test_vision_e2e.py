@@ -67,7 +67,7 @@ def test_served_top_k_equals_in_process_torchvision(torch_home, arch, enum_name,
     config = {"models": [{"spec": arch, "variant": variant, "weights": "pretrained", "devices": ["cpu"]}]}
     with running_server(config) as server, Client(server.address, timeout=120) as client:
         info = client.get_model(arch)
-        assert info.weights.source == models_pb2.PRETRAINED
+        assert info.weights.source == models_pb2.WEIGHTS_SOURCE_PRETRAINED
         assert info.weights.uri == f"{enum_name}.{variant}"
         served = client.classify(images, model=arch, top_k=5)
         # the same input as a raw preprocessed tensor
@@ -99,6 +99,6 @@ def test_demo_profile_serves_random_weights_and_says_so():
     config = load_config(None, environ={}, overrides={"server": {"port": 0}})
     with running_server(config) as server, Client(server.address, timeout=60) as client:
         models = client.list_models()
-        assert models and all(m.weights.source == models_pb2.RANDOM for m in models)
+        assert models and all(m.weights.source == models_pb2.WEIGHTS_SOURCE_RANDOM for m in models)
         top = client.classify([photo(3)], model=models[0].name, top_k=3)
         assert len(top[0]) == 3

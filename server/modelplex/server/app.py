@@ -7,25 +7,18 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection_pb2_grpc as _reflection_v1alpha_grpc
 
 from modelplex.server.config import Config
 from modelplex.server.devices import DeviceInventory, torch_inventory
 from modelplex.server.plugins import PluginSet, discover
 from modelplex.server.registry import ModelRegistry
-from modelplex.server.servicers.classification import ImageClassificationServicer
-from modelplex.server.servicers.repository import ModelRepositoryServicer
-from modelplex.server.servicers.text_generation import TextGenerationServicer
-from modelplex_client.pb import (
-    image_classification_pb2,
-    image_classification_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-    text_generation_pb2,
-    text_generation_pb2_grpc,
-)
+from modelplex.server.repository import ModelRepositoryServicer
+from modelplex_client.pb import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +27,25 @@ __all__ = ["ModelServer", "model_health_name"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
-_SERVICES = [
-    (models_pb2.DESCRIPTOR.services_by_name["ModelRepository"].full_name, None),
-    (image_classification_pb2.DESCRIPTOR.services_by_name["ImageClassification"].full_name, None),
-    (text_generation_pb2.DESCRIPTOR.services_by_name["TextGeneration"].full_name, None),
-]
+REPOSITORY_SERVICE = models_pb2.DESCRIPTOR.services_by_name["ModelRepository"].full_name
+# grpc.reflection.v1 is served beside v1alpha (what older grpcurl and clients ask for).
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(services: list[str], server: aio.Server) -> None:
+    """Serve grpc.reflection.v1alpha and grpc.reflection.v1. grpcio-reflection ships only
+    v1alpha; v1 has the same messages (same fields and numbers), so the one servicer
+    answers both, with v1alpha's (wire-identical) message classes."""
+    servicer = reflection.aio.ReflectionServicer([*services, reflection.SERVICE_NAME, REFLECTION_V1])
+    _reflection_v1alpha_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
+    )
 
 
 def model_health_name(model: str) -> str:
@@ -93,15 +100,12 @@ class ModelServer:
         models_pb2_grpc.add_ModelRepositoryServicer_to_server(
             ModelRepositoryServicer(self.registry, allow_runtime_loading=s.allow_runtime_loading), self._server
         )
-        image_classification_pb2_grpc.add_ImageClassificationServicer_to_server(
-            ImageClassificationServicer(self.registry), self._server
-        )
-        text_generation_pb2_grpc.add_TextGenerationServicer_to_server(
-            TextGenerationServicer(self.registry), self._server
-        )
+        names = [REPOSITORY_SERVICE]
+        for task_id, (task, _plugin) in sorted(self.plugins.tasks.items()):
+            task.add_servicers(self.registry.lookup(task_id), self._server)
+            names.extend(task.services)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        names = [n for n, _ in _SERVICES]
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        _enable_reflection([*names, health.SERVICE_NAME], self._server)
         try:
             self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
         except RuntimeError as e:
@@ -135,7 +139,3 @@ class ModelServer:
         self._server = None
         await self.registry.close()
         log.info("modelplex stopped")
-
-    async def wait_for_termination(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()

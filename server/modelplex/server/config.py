@@ -70,7 +70,14 @@ class PluginSettings(_Strict):
 
 
 class ModelConfig(_Strict):
-    """One ``[[models]]`` entry: a model to load at startup."""
+    """One ``[[models]]`` entry: a model to load at startup.
+
+    Besides the keys below, an entry takes its task's serving settings as keys of its own
+    (``max_batch_size``, ``max_queue_size``, ``max_new_tokens``...): they are validated by
+    the task's settings model when the model is planned, so that an unknown key is an error
+    naming the keys the task takes."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     spec: str = Field(max_length=128)
     """The spec a plugin registered, e.g. ``"resnet18"``."""
@@ -84,26 +91,22 @@ class ModelConfig(_Strict):
     """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (least-loaded GPU by free memory, else cpu)."""
     instances_per_device: int = Field(default=1, ge=1, le=64)
     """Copies of the model on each listed device, each with its own worker thread."""
-    max_batch_size: int = Field(default=8, ge=1, le=1024)
-    """Largest batch one forward pass takes; 1 turns dynamic batching off."""
-    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
-    """How long a worker waits for a batch to fill once it has a request. 0 takes what is
-    queued when the worker is free, which adds no latency to a lone request."""
-    max_queue_size: int = Field(default=256, ge=1)
-    """Requests waiting per model before new ones get RESOURCE_EXHAUSTED."""
-    max_images_per_request: int = Field(default=64, ge=1)
-    """Images one Classify request may carry."""
     cpu_threads: int | None = Field(default=None, ge=1, le=1024)
     """torch intra-op threads of each of this model's CPU instances. None: the cores (or
     OMP_NUM_THREADS, when set) divided by the model's CPU instances. Each instance thread keeps
     its own OpenMP team, so when several CPU models share a server, keep their instances x
     threads within the cores (measured: two 2-thread teams on 2 cores slow each forward by
-    ~24%; docs/benchmarks.md, 6.1)."""
+    ~24%; docs/benchmarks.md)."""
     allow_download: bool | None = None
     """Whether this model's pretrained weights may be downloaded when missing from the local
     cache; None follows ``server.allow_download``."""
     settings: dict[str, Any] = {}
     """The spec's own settings, validated by its plugin's settings model."""
+
+    @property
+    def task_settings(self) -> dict[str, Any]:
+        """The keys of this entry that are not the ones above: the task's serving settings."""
+        return dict(self.model_extra or {})
 
     @field_validator("devices")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from modelplex import errors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATUS_CODES", "abort", "grpc_errors", "grpc_stream_errors", "status_of"]
+__all__ = ["STATUS_CODES", "abort", "deadline_of", "grpc_errors", "grpc_stream_errors", "status_of"]
 
 STATUS_CODES: dict[type[errors.ModelplexError], grpc.StatusCode] = {
     errors.ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
@@ -90,3 +91,11 @@ _MAX_DETAILS = 2000
 
 def _details(message: str) -> str:
     return message if len(message) <= _MAX_DETAILS else message[:_MAX_DETAILS] + "... (truncated)"
+
+
+def deadline_of(context: aio.ServicerContext) -> float | None:
+    """The call's deadline on the event loop's clock, or None when it has none."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + remaining

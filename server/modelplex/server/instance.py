@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from modelplex.errors import ModelLoadError, ModelplexError
 from modelplex.specs import LoadContext
-from modelplex.tasks import TaskModel
+from modelplex.tasks.base import TaskModel
 
 log = logging.getLogger(__name__)
 

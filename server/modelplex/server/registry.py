@@ -32,8 +32,9 @@ from modelplex.server.config import ModelConfig
 from modelplex.server.devices import DeviceInventory, place
 from modelplex.server.instance import Instance
 from modelplex.server.plugins import PluginSet
-from modelplex.server.runtimes import RUNTIMES, TaskRuntime
-from modelplex.specs import LoadContext, ModelSpec, Task, Variant, WeightsChoice, WeightsSource
+from modelplex.server.runtimes.base import TaskRuntime
+from modelplex.specs import LoadContext, ModelSpec, Variant, WeightsChoice, WeightsSource
+from modelplex.taskdef import TaskDefinition
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,13 @@ class Plan:
     config: ModelConfig
     spec: ModelSpec
     plugin: str
+    task: TaskDefinition
     variant: Variant
     weights: WeightsChoice
     settings: BaseModel
+    """The spec's (plugin's) settings, validated."""
+    task_settings: BaseModel
+    """The task's serving settings (batching, queue, limits), validated."""
     devices: list[str]
 
 
@@ -74,8 +79,8 @@ class LoadedModel:
         return self.plan.name
 
     @property
-    def task(self) -> Task:
-        return self.plan.spec.task
+    def task(self) -> str:
+        return self.plan.task.id
 
 
 StateListener = Callable[[str, bool], None]
@@ -109,19 +114,21 @@ class ModelRegistry:
             raise self._not_found(name)
         return model
 
-    def get(self, name: str, task: Task) -> TaskRuntime:
+    def get(self, name: str, task: str) -> TaskRuntime:
         """The runtime of a ready model serving ``task``, or the precise error why not."""
         model = self._models.get(name)
         if model is None:
             raise self._not_found(name)
-        if model.plan.spec.task is not task:
-            raise WrongTaskError(
-                f"model {name!r} serves {model.plan.spec.task.value}, not {task.value}; "
-                f"call the {model.plan.spec.task.value} service instead"
-            )
+        if model.task != task:
+            services = ", ".join(model.plan.task.services)
+            raise WrongTaskError(f"model {name!r} serves {model.task}, not {task}; call {services} instead")
         if model.state is not ModelState.READY or model.runtime is None:
             raise ModelNotReadyError(f"model {name!r} is {model.state.value}; retry when it is ready")
         return model.runtime
+
+    def lookup(self, task: str) -> Callable[[str], TaskRuntime]:
+        """The runtime lookup a task's servicers are given: :meth:`get` bound to ``task``."""
+        return lambda name: self.get(name, task)
 
     def _not_found(self, name: str) -> ModelplexError:
         # A missing name is a malformed request (INVALID_ARGUMENT); an unknown one, NOT_FOUND.
@@ -146,14 +153,11 @@ class ModelRegistry:
         except KeyError as e:
             raise ConfigError(f"{where}: {e.args[0]}") from None
         try:
-            settings = spec.settings.model_validate(config.settings)
-        except ValidationError as e:
-            problems = "; ".join(
-                f"settings.{'.'.join(str(p) for p in err['loc'])}: "
-                + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
-                for err in e.errors()
-            )
-            raise ConfigError(f"{where}: {problems}") from None
+            task = self.plugins.task(spec.task)
+        except KeyError as e:
+            raise ConfigError(f"{where}: spec {spec.name!r}: {e.args[0]}") from None
+        settings = _validate(spec.settings, config.settings, where, "settings.")
+        task_settings = _validate(task.settings, config.task_settings, where, "", task=task)
         allow_download = self.allow_download if config.allow_download is None else config.allow_download
         try:
             weights = WeightsChoice.parse(config.weights, allow_download=allow_download)
@@ -173,9 +177,7 @@ class ModelRegistry:
             devices = place(config.devices, config.instances_per_device, self.inventory)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-        if spec.task not in RUNTIMES:
-            raise ConfigError(f"{where}: task {spec.task.value} is not served by this version of modelplex")
-        return Plan(name, config, spec, plugin, variant, weights, settings, devices)
+        return Plan(name, config, spec, plugin, task, variant, weights, settings, task_settings, devices)
 
     async def load(self, config: ModelConfig) -> LoadedModel:
         """Plan and load a model; returns once it is READY. Raises ConfigError,
@@ -204,7 +206,13 @@ class ModelRegistry:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            model.runtime = RUNTIMES[plan.spec.task](plan.name, plan.config, model.instances)
+            for inst in model.instances:
+                if not isinstance(inst.model, plan.task.interface):
+                    raise ModelLoadError(
+                        f"the factory of spec {plan.spec.name!r} returned a {type(inst.model).__name__}, "
+                        f"not a {plan.task.interface.__name__} (task {plan.task.id!r})"
+                    )
+            model.runtime = plan.task.runtime(plan.name, model.instances, plan.task_settings)
         except BaseException as e:
             del self._models[plan.name]
             self._on_state(plan.name, False)
@@ -226,7 +234,7 @@ class ModelRegistry:
             weights=plan.weights,
             device=inst.device,
             settings=plan.settings,
-            max_batch_size=plan.config.max_batch_size,
+            task_settings=plan.task_settings,
         )
         await inst.load(plan.spec.factory, ctx, cpu_threads if inst.device == "cpu" else None)
 
@@ -277,6 +285,26 @@ class ModelRegistry:
         for name, model in list(self._models.items()):
             if model.state is ModelState.READY:
                 await self.unload(name)
+
+
+def _validate(
+    model: type[BaseModel], values: dict[str, object], where: str, prefix: str, task: TaskDefinition | None = None
+) -> BaseModel:
+    """``values`` validated by a settings model; ConfigError naming each bad key."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = prefix + ".".join(str(p) for p in err["loc"])
+            if err["type"] != "extra_forbidden":
+                problems.append(f"{key}: {err['msg']}")
+            elif task is None:
+                problems.append(f"{key}: unknown key")
+            else:
+                takes = ", ".join(model.model_fields) or "none"
+                problems.append(f"{key}: unknown key (task {task.id} takes: {takes})")
+        raise ConfigError(f"{where}: {'; '.join(problems)}") from None
 
 
 def _looks_like_id(value: str) -> bool:

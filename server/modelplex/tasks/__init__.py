@@ -1,23 +1,42 @@
-"""The interface a plugin's model implements, one small ABC per task.
+"""The tasks: the interface a plugin's model implements, one small ABC per task.
 
-Every method here is called by the server on the instance's own worker thread,
-never on the event loop, so it may block (run torch ops, read files).
+Every method of a task interface is called by the server on the instance's own
+worker thread, never on the event loop, so it may block (run torch ops, read files).
+Each task is a package (:mod:`.classification`, :mod:`.text_generation`) holding its
+interface, settings, runtime, servicer and definition; this module re-exports the
+interfaces only, and imports no runtime, grpc or torch.
 """
 
 from __future__ import annotations
 
 from modelplex.tasks.base import TaskModel
-from modelplex.tasks.classification import ClassScore, EncodedImage, ImageClassifier, RawTensor
-from modelplex.tasks.text_generation import NextToken, SamplingParams, TextGenerator, TopLogprob
+from modelplex.tasks.classification import (
+    ClassificationMeta,
+    ClassScore,
+    EncodedImage,
+    ImageClassifier,
+    ImagePreprocessing,
+    RawTensor,
+)
+from modelplex.tasks.text_generation import (
+    NextToken,
+    SamplingParams,
+    TextGenerationMeta,
+    TextGenerator,
+    TopLogprob,
+)
 
 __all__ = [
     "ClassScore",
+    "ClassificationMeta",
     "EncodedImage",
     "ImageClassifier",
+    "ImagePreprocessing",
     "NextToken",
     "RawTensor",
     "SamplingParams",
     "TaskModel",
+    "TextGenerationMeta",
     "TextGenerator",
     "TopLogprob",
 ]

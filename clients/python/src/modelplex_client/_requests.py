@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
+from google.protobuf import message
 from grpc_health.v1 import health_pb2_grpc
 
 from modelplex_client.pb import (
@@ -27,6 +28,7 @@ __all__ = [
     "ServerError",
     "channel_options",
     "classify_request",
+    "complete_request",
     "generate_request",
     "load_request",
     "server_error",
@@ -77,15 +79,16 @@ def add_image(request: image_classification_pb2.ClassifyRequest, image: ImageLik
         array = np.ascontiguousarray(array, dtype="<f4")
         tensor = request.images.add().tensor
         tensor.shape.extend(array.shape)
-        tensor.dtype = common_pb2.FLOAT32
+        tensor.dtype = common_pb2.DATA_TYPE_FLOAT32
         tensor.data = array.tobytes()
     else:
         raise TypeError(f"cannot send {type(image).__name__} as an image: pass bytes, a path, a Tensor or an array")
 
 
 def classify_request(
-    images: Iterable[ImageLike], model: str, top_k: int, request_id: str
+    images: Iterable[ImageLike], *, model: str, top_k: int = 0, request_id: str = ""
 ) -> image_classification_pb2.ClassifyRequest:
+    """A ClassifyRequest; ``top_k`` 0 asks for the server default: 5, or every class if fewer."""
     request = image_classification_pb2.ClassifyRequest(model=model, request_id=request_id, top_k=top_k)
     for image in images:
         add_image(request, image)
@@ -101,9 +104,11 @@ def load_request(
     devices: Sequence[str] = (),
     instances_per_device: int = 0,
     settings: Mapping[str, Any] | None = None,
-    max_batch_size: int = 0,
-    max_batch_delay_ms: float = 0.0,
+    task_settings: message.Message | None = None,
 ) -> models_pb2.LoadModelRequest:
+    """A LoadModelRequest. ``settings`` are the spec's own (sent as JSON, so that a value of
+    the wrong type reaches the server and is refused there, never dropped); ``task_settings``
+    is the task's settings message, e.g. ``ImageClassificationSettings(max_batch_size=4)``."""
     req = models_pb2.LoadModelRequest(
         model=name,
         spec=spec,
@@ -111,13 +116,11 @@ def load_request(
         weights=weights,
         devices=list(devices),
         instances_per_device=instances_per_device,
-        max_batch_size=max_batch_size,
-        max_batch_delay_ms=max_batch_delay_ms,
     )
     if settings:
-        s = struct_pb2.Struct()
-        s.update(dict(settings))
-        req.settings.CopyFrom(s)
+        req.settings_json = json.dumps(dict(settings))
+    if task_settings is not None:
+        req.task_settings.Pack(task_settings)
     return req
 
 
@@ -135,7 +138,9 @@ def generate_request(
     logprobs: int | None = None,
     request_id: str = "",
 ) -> text_generation_pb2.GenerateRequest:
-    """A GenerateRequest; None leaves an optional field unset (the server's default)."""
+    """A GenerateRequest; None leaves an optional field unset (the server's default).
+    Options: max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop,
+    logprobs, request_id."""
     if isinstance(stop, str):
         stop = [stop]
     req = text_generation_pb2.GenerateRequest(
@@ -156,6 +161,13 @@ def generate_request(
     if logprobs is not None:
         req.logprobs = logprobs
     return req
+
+
+def complete_request(prompt: str, *, model: str, **options: Any) -> text_generation_pb2.CompleteRequest:
+    """A CompleteRequest: the same fields as :func:`generate_request`."""
+    request = text_generation_pb2.CompleteRequest()
+    request.ParseFromString(generate_request(prompt, model=model, **options).SerializeToString())
+    return request
 
 
 class StubsMixin:

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from modelplex_client._requests import ServerError
 from modelplex_client.client import Client
-from modelplex_client.pb import common_pb2, models_pb2, text_generation_pb2
+from modelplex_client.pb import models_pb2, text_generation_pb2
 
 __all__ = ["main"]
 
@@ -32,11 +32,27 @@ def _cmd_models(client: Client, args: argparse.Namespace) -> None:
     if not models:
         print("no models loaded")
     for m in models:
-        weights = models_pb2.WeightsSource.Name(m.weights.source)
+        weights = _enum_name(models_pb2.WeightsSource, m.weights.source, "WEIGHTS_SOURCE_")
         devices = ", ".join(i.device for i in m.instances)
-        task = common_pb2.Task.Name(m.task).lower()
-        state = models_pb2.ModelState.Name(m.state).lower()
-        print(f"{m.name:24} {task:22} {state:8} {m.spec}/{m.variant}  weights={weights.lower()}  devices=[{devices}]")
+        state = _enum_name(models_pb2.ModelState, m.state, "MODEL_STATE_")
+        print(f"{m.name:24} {m.task:22} {state:8} {m.spec}/{m.variant}  weights={weights}  devices=[{devices}]")
+        if m.HasField("task_info"):
+            print(f"    {_task_info(m.task_info)}")
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower()
+
+
+def _task_info(info: Any) -> str:
+    """A task's ModelInfo.task_info as ``key=value`` pairs; a third-party task's message that this
+    client has no stubs for shows as its type name."""
+    try:
+        fields = json_format.MessageToDict(info, preserving_proto_field_name=True)
+    except (TypeError, KeyError):
+        return f"({info.TypeName()})"
+    fields.pop("@type", None)
+    return "  ".join(f"{k}={json.dumps(v)}" for k, v in fields.items()) or f"({info.TypeName()})"
 
 
 def _cmd_plugins(client: Client, args: argparse.Namespace) -> None:
@@ -46,11 +62,13 @@ def _cmd_plugins(client: Client, args: argparse.Namespace) -> None:
             print(_json(p))
         return
     for p in plugins:
-        state = models_pb2.PluginState.Name(p.state).lower()
+        state = _enum_name(models_pb2.PluginState, p.state, "PLUGIN_STATE_")
         dist = f"{p.distribution} {p.version}".strip()
         print(f"{p.name:16} {state:8} {dist}")
         if p.error:
             print(f"    error: {p.error}")
+        if p.tasks:
+            print("    tasks: " + ", ".join(f"{t.id} ({', '.join(t.services)})" for t in p.tasks))
         if p.specs:
             print("    specs: " + ", ".join(s.name for s in p.specs))
 
@@ -96,7 +114,7 @@ def _cmd_generate(client: Client, args: argparse.Namespace) -> None:
     if not args.json:
         print()
         if last is not None:
-            reason = text_generation_pb2.FinishReason.Name(last.finish_reason).lower()
+            reason = _enum_name(text_generation_pb2.FinishReason, last.finish_reason, "FINISH_REASON_")
             print(
                 f"[{reason}: {last.usage.completion_tokens} tokens, first after {last.time_to_first_token_ms:.0f} ms]",
                 file=sys.stderr,

@@ -1,42 +1,38 @@
-"""Registers `dominant-color`: which of red, green and blue dominates an image.
-
-Registration imports nothing heavy: the model module (and torch) is imported
-by the factory, when an instance is loaded.
-"""
+"""Registers `dominant-color`: a torch module and its labels; modelplex's kit does the rest
+(device, checkpoint, preprocessing, batching, top-k, unload). No torch import at registration."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelplex import LoadContext, ModelSpec, Task, TaskModel, Variant, VariantMeta, hookimpl
+from modelplex import ImagePreprocessing, LoadContext, hookimpl
+from modelplex.kit import torch_classifier
 
 
 class ColorSettings(BaseModel):
-    """Settings of the dominant-color model."""
-
     model_config = ConfigDict(extra="forbid")
 
-    size: int = Field(32, ge=1, le=1024)
-    """Images are resized to size x size before averaging."""
     sharpness: float = Field(10.0, gt=0)
     """Scales the channel means before the softmax: higher is more confident."""
 
 
-def _factory(ctx: LoadContext) -> TaskModel:
-    from modelplex_example.model import DominantColor
+def build(ctx: LoadContext[ColorSettings]):  # type: ignore[no-untyped-def]
+    from modelplex_example.model import ChannelMeans
 
-    return DominantColor(ctx)
+    return ChannelMeans(ctx.settings.sharpness)
 
 
 @hookimpl
 def register_models(register):  # type: ignore[no-untyped-def]
+    # Images are resized to 32 x 32, scaled to [0, 1], not normalised.
+    pre = ImagePreprocessing(crop_size=32, resize_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     register(
-        ModelSpec(
-            name="dominant-color",
-            task=Task.IMAGE_CLASSIFICATION,
-            factory=_factory,
-            variants=(Variant("rgb", weights="", meta=VariantMeta(num_classes=3), description="red, green, blue"),),
+        torch_classifier(
+            "dominant-color",
+            build,
+            labels=("red", "green", "blue"),
+            preprocessing=pre,
             settings=ColorSettings,
-            description="Which of red, green and blue dominates the image (no weights: a fixed function).",
+            description="Which of red, green and blue dominates the image.",
         )
     )

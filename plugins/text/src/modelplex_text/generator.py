@@ -79,11 +79,10 @@ def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 class HFTextGenerator(TextGenerator):
     """A transformers ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM`` and its tokenizer."""
 
-    def __init__(self, family: Family, ctx: LoadContext) -> None:
+    def __init__(self, family: Family, ctx: LoadContext[TextSettings]) -> None:
         self.family = family
         self.ctx = ctx
         settings = ctx.settings
-        assert isinstance(settings, TextSettings)
         self.settings = settings
         self.device = torch.device(ctx.device)
         self.dtype = _DTYPES[settings.dtype]
@@ -93,8 +92,6 @@ class HFTextGenerator(TextGenerator):
                 'use dtype = "float32" there'
             )
         self.is_encoder_decoder = family.kind == "seq2seq"
-        self.max_new_tokens = settings.max_new_tokens
-        self.max_batch_size = settings.max_batch_size
         self.model: Any = None
         self.tokenizer: Any = None
         self._eos: frozenset[int] = frozenset()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Literal
 
-from modelplex import LoadContext, ModelSpec, Task, Variant, VariantMeta, hookimpl
+from modelplex import LoadContext, ModelSpec, Task, TextGenerationMeta, Variant, hookimpl
 from modelplex_text.settings import TextSettings
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def _build(family: Family, ctx: LoadContext) -> HFTextGenerator:
 def _spec(family: Family) -> ModelSpec:
     variants: tuple[Variant, ...] = ()
     if family.hub_id is not None:
-        meta = VariantMeta(
+        meta = TextGenerationMeta(
             context_length=family.context_length,
             num_params=family.num_params,
             recipe=f"https://huggingface.co/{family.hub_id}",

@@ -10,18 +10,15 @@ __all__ = ["TextSettings"]
 
 
 class TextSettings(BaseModel):
-    """Settings of a text-generation model (the ``settings`` table of a model's config)."""
+    """Settings of a text-generation model (the ``settings`` table of a model's config).
+
+    The serving limits (``max_new_tokens``, ``max_batch_size``, ``max_queue_size``) are the
+    task's, keys of the model's entry itself: see docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Parameter and activation dtype. Half precision is allowed on CUDA devices only."""
-
-    max_new_tokens: int = Field(default=512, ge=1, le=1_000_000)
-    """The most tokens one request may ask for; more is INVALID_ARGUMENT."""
-
-    max_batch_size: int = Field(default=16, ge=1, le=1024)
-    """The most streams one instance decodes together; the others wait to join."""
 
     hub_id: str | None = Field(default=None, min_length=1)
     """The Hugging Face model id to load when weights are "pretrained" or "random"; required by

@@ -12,12 +12,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from modelplex import (
+    ClassificationMeta,
     ImagePreprocessing,
     LoadContext,
     ModelSpec,
     Task,
     Variant,
-    VariantMeta,
     hookimpl,
 )
 from modelplex_vision.catalog import ARCHITECTURES, Architecture, WeightsVariant
@@ -36,7 +36,7 @@ def _build_classifier(arch: Architecture, ctx: LoadContext) -> TorchvisionClassi
 
 
 def _variant(arch: Architecture, w: WeightsVariant) -> Variant:
-    meta = VariantMeta(
+    meta = ClassificationMeta(
         num_classes=w.num_classes,
         input_shape=(3, w.crop_size, w.crop_size),
         preprocessing=ImagePreprocessing(

@@ -1,19 +1,9 @@
-"""Per-task runtimes: how requests of a task reach a model's instances.
+"""The shared runtime pieces that tasks are built from (no task lives here).
 
-The registry picks the runtime class by the spec's task from :data:`RUNTIMES`;
-adding a task adds an entry here, never a branch elsewhere.
+- :mod:`.base`: :class:`TaskRuntime`, the base of every task's runtime.
+- :mod:`.batched`: a dynamic-batching runtime generic over job and result.
+- :mod:`.stream`: an output stream with backpressure, cancellation and a final message.
+- :mod:`.steps`: a step scheduler for sessions that advance step by step on an instance.
+
+Task authors import them through :mod:`modelplex.runtime`.
 """
-
-from __future__ import annotations
-
-from modelplex.server.runtimes.base import TaskRuntime
-from modelplex.server.runtimes.classification import ClassificationRuntime
-from modelplex.server.runtimes.text_generation import TextGenerationRuntime
-from modelplex.specs import Task
-
-RUNTIMES: dict[Task, type[TaskRuntime]] = {
-    Task.IMAGE_CLASSIFICATION: ClassificationRuntime,
-    Task.TEXT_GENERATION: TextGenerationRuntime,
-}
-
-__all__ = ["RUNTIMES", "TaskRuntime"]

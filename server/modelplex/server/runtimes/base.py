@@ -1,30 +1,49 @@
-"""The base of every task runtime."""
+"""The base of every task runtime: how a loaded model's requests reach its instances."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
+from pydantic import BaseModel
 
 from modelplex.errors import InferenceError
-from modelplex.server.config import ModelConfig
 from modelplex.server.instance import Instance
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TaskRuntime", "inference_error"]
 
+S = TypeVar("S", bound=BaseModel)
 
-class TaskRuntime:
-    """Owns how a model's requests are scheduled onto its instances."""
 
-    def __init__(self, name: str, config: ModelConfig, instances: Sequence[Instance]) -> None:
+class TaskRuntime(Generic[S]):
+    """Owns how one loaded model's requests are scheduled onto its instances.
+
+    Built by the registry once every instance has loaded, with the model's validated
+    task settings; ``start()`` then runs on the event loop, and ``stop()`` when the model
+    is unloaded, before its instances are closed.
+    """
+
+    def __init__(self, name: str, instances: Sequence[Instance], settings: S) -> None:
         self.name = name
-        self.config = config
         self.instances = list(instances)
+        self.settings = settings
 
     @property
     def max_batch_size(self) -> int:
-        return 1
+        """The largest batch one forward pass (or decode step) takes; reported in ModelInfo."""
+        return int(getattr(self.settings, "max_batch_size", 1))
+
+    def info(self) -> Message | None:
+        """What the task adds to ModelInfo (packed into ``task_info``); None for nothing."""
+        return None
+
+    def active(self) -> int:
+        """Requests or sessions queued or running on this model now (0 when idle)."""
+        return sum(i.busy for i in self.instances)
 
     def start(self) -> None:
         """Called on the event loop once every instance is loaded."""
@@ -32,9 +51,9 @@ class TaskRuntime:
     async def stop(self) -> None:
         """Stop taking work; called before the instances are closed."""
 
-    def least_busy(self) -> Instance:
-        """The instance with the fewest requests running (the first on ties)."""
-        return min(self.instances, key=lambda i: i.busy)
+    def first_model(self) -> Any:
+        """The task object of the first instance (every instance serves the same model)."""
+        return self.instances[0].model
 
 
 def inference_error(model: str, exc: BaseException) -> InferenceError:

@@ -24,17 +24,16 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19modelplex/v1/common.proto\x12\x0cmodelplex.v1\"L\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12%\n\x05\x64type\x18\x02 \x01(\x0e\x32\x16.modelplex.v1.DataType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\x8f\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x18\n\x14IMAGE_CLASSIFICATION\x10\x01\x12\x13\n\x0fTEXT_GENERATION\x10\x02\x12\x16\n\x12SPEECH_RECOGNITION\x10\x03\x12\x14\n\x10SPEECH_SYNTHESIS\x10\x04\x12\x14\n\x10IMAGE_GENERATION\x10\x05*c\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\x0b\n\x07\x46LOAT16\x10\x02\x12\x0c\n\x08\x42\x46LOAT16\x10\x03\x12\t\n\x05UINT8\x10\x04\x12\t\n\x05INT64\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19modelplex/v1/common.proto\x12\x0cmodelplex.v1\"L\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12%\n\x05\x64type\x18\x02 \x01(\x0e\x32\x16.modelplex.v1.DataType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c*\x95\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT16\x10\x02\x12\x16\n\x12\x44\x41TA_TYPE_BFLOAT16\x10\x03\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x04\x12\x13\n\x0f\x44\x41TA_TYPE_INT64\x10\x05\x42\x61\n\x10\x64\x65v.modelplex.v1B\x0b\x43ommonProtoP\x01Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplex.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=122
-  _globals['_TASK']._serialized_end=265
-  _globals['_DATATYPE']._serialized_start=267
-  _globals['_DATATYPE']._serialized_end=366
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.modelplex.v1B\013CommonProtoP\001Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1'
+  _globals['_DATATYPE']._serialized_start=122
+  _globals['_DATATYPE']._serialized_end=271
   _globals['_TENSOR']._serialized_start=43
   _globals['_TENSOR']._serialized_end=119
 # @@protoc_insertion_point(module_scope)

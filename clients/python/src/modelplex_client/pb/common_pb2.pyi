@@ -7,35 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    TASK_UNSPECIFIED: _ClassVar[Task]
-    IMAGE_CLASSIFICATION: _ClassVar[Task]
-    TEXT_GENERATION: _ClassVar[Task]
-    SPEECH_RECOGNITION: _ClassVar[Task]
-    SPEECH_SYNTHESIS: _ClassVar[Task]
-    IMAGE_GENERATION: _ClassVar[Task]
-
 class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
-    FLOAT32: _ClassVar[DataType]
-    FLOAT16: _ClassVar[DataType]
-    BFLOAT16: _ClassVar[DataType]
-    UINT8: _ClassVar[DataType]
-    INT64: _ClassVar[DataType]
-TASK_UNSPECIFIED: Task
-IMAGE_CLASSIFICATION: Task
-TEXT_GENERATION: Task
-SPEECH_RECOGNITION: Task
-SPEECH_SYNTHESIS: Task
-IMAGE_GENERATION: Task
+    DATA_TYPE_FLOAT32: _ClassVar[DataType]
+    DATA_TYPE_FLOAT16: _ClassVar[DataType]
+    DATA_TYPE_BFLOAT16: _ClassVar[DataType]
+    DATA_TYPE_UINT8: _ClassVar[DataType]
+    DATA_TYPE_INT64: _ClassVar[DataType]
 DATA_TYPE_UNSPECIFIED: DataType
-FLOAT32: DataType
-FLOAT16: DataType
-BFLOAT16: DataType
-UINT8: DataType
-INT64: DataType
+DATA_TYPE_FLOAT32: DataType
+DATA_TYPE_FLOAT16: DataType
+DATA_TYPE_BFLOAT16: DataType
+DATA_TYPE_UINT8: DataType
+DATA_TYPE_INT64: DataType
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "data")

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from modelplex_client.pb import common_pb2 as modelplex_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelplex/v1/image_classification.proto\x12\x0cmodelplex.v1\x1a\x19modelplex/v1/common.proto\"M\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.modelplex.v1.TensorH\x00\x42\t\n\x07\x63ontent\"h\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12#\n\x06images\x18\x03 \x03(\x0b\x32\x13.modelplex.v1.Image\x12\r\n\x05top_k\x18\x04 \x01(\x05\"9\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\";\n\x0e\x43lassification\x12)\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x18.modelplex.v1.ClassScore\"d\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12-\n\x07results\x18\x03 \x03(\x0b\x32\x1c.modelplex.v1.Classification2`\n\x13ImageClassification\x12I\n\x08\x43lassify\x12\x1d.modelplex.v1.ClassifyRequest\x1a\x1e.modelplex.v1.ClassifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelplex/v1/image_classification.proto\x12\x0cmodelplex.v1\x1a\x19modelplex/v1/common.proto\"M\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.modelplex.v1.TensorH\x00\x42\t\n\x07\x63ontent\"h\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12#\n\x06images\x18\x03 \x03(\x0b\x32\x13.modelplex.v1.Image\x12\r\n\x05top_k\x18\x04 \x01(\x05\"9\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\";\n\x0e\x43lassification\x12)\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x18.modelplex.v1.ClassScore\"d\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12-\n\x07results\x18\x03 \x03(\x0b\x32\x1c.modelplex.v1.Classification\"c\n\x17ImageClassificationInfo\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x13\n\x0binput_shape\x18\x02 \x03(\x03\x12\x1e\n\x16max_images_per_request\x18\x03 \x01(\x05\"\xf5\x01\n\x1bImageClassificationSettings\x12\x1b\n\x0emax_batch_size\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x12max_batch_delay_ms\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1b\n\x0emax_queue_size\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12#\n\x16max_images_per_request\x18\x04 \x01(\x05H\x03\x88\x01\x01\x42\x11\n\x0f_max_batch_sizeB\x15\n\x13_max_batch_delay_msB\x11\n\x0f_max_queue_sizeB\x19\n\x17_max_images_per_request2`\n\x13ImageClassification\x12I\n\x08\x43lassify\x12\x1d.modelplex.v1.ClassifyRequest\x1a\x1e.modelplex.v1.ClassifyResponseBn\n\x10\x64\x65v.modelplex.v1B\x18ImageClassificationProtoP\x01Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplex.v1.image_classification_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.modelplex.v1B\030ImageClassificationProtoP\001Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1'
   _globals['_IMAGE']._serialized_start=84
   _globals['_IMAGE']._serialized_end=161
   _globals['_CLASSIFYREQUEST']._serialized_start=163
@@ -42,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFICATION']._serialized_end=387
   _globals['_CLASSIFYRESPONSE']._serialized_start=389
   _globals['_CLASSIFYRESPONSE']._serialized_end=489
-  _globals['_IMAGECLASSIFICATION']._serialized_start=491
-  _globals['_IMAGECLASSIFICATION']._serialized_end=587
+  _globals['_IMAGECLASSIFICATIONINFO']._serialized_start=491
+  _globals['_IMAGECLASSIFICATIONINFO']._serialized_end=590
+  _globals['_IMAGECLASSIFICATIONSETTINGS']._serialized_start=593
+  _globals['_IMAGECLASSIFICATIONSETTINGS']._serialized_end=838
+  _globals['_IMAGECLASSIFICATION']._serialized_start=840
+  _globals['_IMAGECLASSIFICATION']._serialized_end=936
 # @@protoc_insertion_point(module_scope)

@@ -52,3 +52,25 @@ class ClassifyResponse(_message.Message):
     model: str
     results: _containers.RepeatedCompositeFieldContainer[Classification]
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ...) -> None: ...
+
+class ImageClassificationInfo(_message.Message):
+    __slots__ = ("num_classes", "input_shape", "max_images_per_request")
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    num_classes: int
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    max_images_per_request: int
+    def __init__(self, num_classes: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., max_images_per_request: _Optional[int] = ...) -> None: ...
+
+class ImageClassificationSettings(_message.Message):
+    __slots__ = ("max_batch_size", "max_batch_delay_ms", "max_queue_size", "max_images_per_request")
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    max_batch_size: int
+    max_batch_delay_ms: float
+    max_queue_size: int
+    max_images_per_request: int
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[float] = ..., max_queue_size: _Optional[int] = ..., max_images_per_request: _Optional[int] = ...) -> None: ...

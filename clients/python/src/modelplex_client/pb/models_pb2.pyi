@@ -1,5 +1,5 @@
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
-from modelplex_client.pb import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -12,37 +12,37 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class WeightsSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WEIGHTS_SOURCE_UNSPECIFIED: _ClassVar[WeightsSource]
-    PRETRAINED: _ClassVar[WeightsSource]
-    CHECKPOINT: _ClassVar[WeightsSource]
-    RANDOM: _ClassVar[WeightsSource]
+    WEIGHTS_SOURCE_PRETRAINED: _ClassVar[WeightsSource]
+    WEIGHTS_SOURCE_CHECKPOINT: _ClassVar[WeightsSource]
+    WEIGHTS_SOURCE_RANDOM: _ClassVar[WeightsSource]
 
 class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODEL_STATE_UNSPECIFIED: _ClassVar[ModelState]
-    LOADING: _ClassVar[ModelState]
-    READY: _ClassVar[ModelState]
-    FAILED: _ClassVar[ModelState]
-    UNLOADING: _ClassVar[ModelState]
+    MODEL_STATE_LOADING: _ClassVar[ModelState]
+    MODEL_STATE_READY: _ClassVar[ModelState]
+    MODEL_STATE_FAILED: _ClassVar[ModelState]
+    MODEL_STATE_UNLOADING: _ClassVar[ModelState]
 
 class PluginState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PLUGIN_STATE_UNSPECIFIED: _ClassVar[PluginState]
-    ACTIVE: _ClassVar[PluginState]
-    BROKEN: _ClassVar[PluginState]
-    SKIPPED: _ClassVar[PluginState]
+    PLUGIN_STATE_ACTIVE: _ClassVar[PluginState]
+    PLUGIN_STATE_BROKEN: _ClassVar[PluginState]
+    PLUGIN_STATE_SKIPPED: _ClassVar[PluginState]
 WEIGHTS_SOURCE_UNSPECIFIED: WeightsSource
-PRETRAINED: WeightsSource
-CHECKPOINT: WeightsSource
-RANDOM: WeightsSource
+WEIGHTS_SOURCE_PRETRAINED: WeightsSource
+WEIGHTS_SOURCE_CHECKPOINT: WeightsSource
+WEIGHTS_SOURCE_RANDOM: WeightsSource
 MODEL_STATE_UNSPECIFIED: ModelState
-LOADING: ModelState
-READY: ModelState
-FAILED: ModelState
-UNLOADING: ModelState
+MODEL_STATE_LOADING: ModelState
+MODEL_STATE_READY: ModelState
+MODEL_STATE_FAILED: ModelState
+MODEL_STATE_UNLOADING: ModelState
 PLUGIN_STATE_UNSPECIFIED: PluginState
-ACTIVE: PluginState
-BROKEN: PluginState
-SKIPPED: PluginState
+PLUGIN_STATE_ACTIVE: PluginState
+PLUGIN_STATE_BROKEN: PluginState
+PLUGIN_STATE_SKIPPED: PluginState
 
 class Weights(_message.Message):
     __slots__ = ("source", "uri")
@@ -65,7 +65,7 @@ class InstanceInfo(_message.Message):
     def __init__(self, device: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., busy: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "spec", "plugin", "variant", "task", "state", "weights", "instances", "error", "num_classes", "max_batch_size", "description", "input_shape")
+    __slots__ = ("name", "spec", "plugin", "variant", "task", "state", "weights", "instances", "error", "max_batch_size", "description", "task_info")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
@@ -75,30 +75,28 @@ class ModelInfo(_message.Message):
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
-    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    TASK_INFO_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: str
     plugin: str
     variant: str
-    task: _common_pb2.Task
+    task: str
     state: ModelState
     weights: Weights
     instances: _containers.RepeatedCompositeFieldContainer[InstanceInfo]
     error: str
-    num_classes: int
     max_batch_size: int
     description: str
-    input_shape: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., plugin: _Optional[str] = ..., variant: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., error: _Optional[str] = ..., num_classes: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., description: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+    task_info: _any_pb2.Any
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., plugin: _Optional[str] = ..., variant: _Optional[str] = ..., task: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., error: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., description: _Optional[str] = ..., task_info: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("task",)
     TASK_FIELD_NUMBER: _ClassVar[int]
-    task: _common_pb2.Task
-    def __init__(self, task: _Optional[_Union[_common_pb2.Task, str]] = ...) -> None: ...
+    task: str
+    def __init__(self, task: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -112,8 +110,14 @@ class GetModelRequest(_message.Message):
     model: str
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
+class GetModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+
 class LoadModelRequest(_message.Message):
-    __slots__ = ("model", "spec", "variant", "weights", "devices", "instances_per_device", "settings", "max_batch_size", "max_batch_delay_ms")
+    __slots__ = ("model", "spec", "variant", "weights", "devices", "instances_per_device", "settings", "settings_json", "task_settings")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
@@ -121,8 +125,8 @@ class LoadModelRequest(_message.Message):
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_PER_DEVICE_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
-    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
-    MAX_BATCH_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    TASK_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     spec: str
     variant: str
@@ -130,9 +134,15 @@ class LoadModelRequest(_message.Message):
     devices: _containers.RepeatedScalarFieldContainer[str]
     instances_per_device: int
     settings: _struct_pb2.Struct
-    max_batch_size: int
-    max_batch_delay_ms: float
-    def __init__(self, model: _Optional[str] = ..., spec: _Optional[str] = ..., variant: _Optional[str] = ..., weights: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances_per_device: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., max_batch_delay_ms: _Optional[float] = ...) -> None: ...
+    settings_json: str
+    task_settings: _any_pb2.Any
+    def __init__(self, model: _Optional[str] = ..., spec: _Optional[str] = ..., variant: _Optional[str] = ..., weights: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances_per_device: _Optional[int] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., settings_json: _Optional[str] = ..., task_settings: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelInfo
+    def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class UnloadModelRequest(_message.Message):
     __slots__ = ("model",)
@@ -165,26 +175,38 @@ class SpecInfo(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    task: _common_pb2.Task
+    task: str
     description: str
     variants: _containers.RepeatedCompositeFieldContainer[VariantInfo]
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., description: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., description: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ...) -> None: ...
 
 class PluginInfo(_message.Message):
-    __slots__ = ("name", "distribution", "version", "state", "error", "specs")
+    __slots__ = ("name", "distribution", "version", "state", "error", "specs", "tasks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SPECS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     distribution: str
     version: str
     state: PluginState
     error: str
     specs: _containers.RepeatedCompositeFieldContainer[SpecInfo]
-    def __init__(self, name: _Optional[str] = ..., distribution: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., error: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[SpecInfo, _Mapping]]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskInfo]
+    def __init__(self, name: _Optional[str] = ..., distribution: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., error: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[SpecInfo, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ...) -> None: ...
+
+class TaskInfo(_message.Message):
+    __slots__ = ("id", "services", "description")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    services: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    def __init__(self, id: _Optional[str] = ..., services: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ListPluginsResponse(_message.Message):
     __slots__ = ("plugins",)

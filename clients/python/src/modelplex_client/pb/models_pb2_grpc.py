@@ -44,12 +44,12 @@ class ModelRepositoryStub:
         self.GetModel = channel.unary_unary(
                 '/modelplex.v1.ModelRepository/GetModel',
                 request_serializer=modelplex_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
-                response_deserializer=modelplex_dot_v1_dot_models__pb2.ModelInfo.FromString,
+                response_deserializer=modelplex_dot_v1_dot_models__pb2.GetModelResponse.FromString,
                 _registered_method=True)
         self.LoadModel = channel.unary_unary(
                 '/modelplex.v1.ModelRepository/LoadModel',
                 request_serializer=modelplex_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
-                response_deserializer=modelplex_dot_v1_dot_models__pb2.ModelInfo.FromString,
+                response_deserializer=modelplex_dot_v1_dot_models__pb2.LoadModelResponse.FromString,
                 _registered_method=True)
         self.UnloadModel = channel.unary_unary(
                 '/modelplex.v1.ModelRepository/UnloadModel',
@@ -93,14 +93,16 @@ class ModelRepositoryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnloadModel(self, request, context):
-        """Unloads a model: new requests get NOT_FOUND, in-flight ones finish.
+        """Unloads a model: from then on its requests get UNAVAILABLE while in-flight
+        ones finish, and NOT_FOUND once it is gone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPlugins(self, request, context):
-        """Lists the discovered plugins, the failed ones included, and their specs.
+        """Lists the discovered plugins, the failed ones included, with the specs and
+        tasks each registered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,12 +119,12 @@ def add_ModelRepositoryServicer_to_server(servicer, server):
             'GetModel': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModel,
                     request_deserializer=modelplex_dot_v1_dot_models__pb2.GetModelRequest.FromString,
-                    response_serializer=modelplex_dot_v1_dot_models__pb2.ModelInfo.SerializeToString,
+                    response_serializer=modelplex_dot_v1_dot_models__pb2.GetModelResponse.SerializeToString,
             ),
             'LoadModel': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadModel,
                     request_deserializer=modelplex_dot_v1_dot_models__pb2.LoadModelRequest.FromString,
-                    response_serializer=modelplex_dot_v1_dot_models__pb2.ModelInfo.SerializeToString,
+                    response_serializer=modelplex_dot_v1_dot_models__pb2.LoadModelResponse.SerializeToString,
             ),
             'UnloadModel': grpc.unary_unary_rpc_method_handler(
                     servicer.UnloadModel,
@@ -190,7 +192,7 @@ class ModelRepository:
             target,
             '/modelplex.v1.ModelRepository/GetModel',
             modelplex_dot_v1_dot_models__pb2.GetModelRequest.SerializeToString,
-            modelplex_dot_v1_dot_models__pb2.ModelInfo.FromString,
+            modelplex_dot_v1_dot_models__pb2.GetModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -217,7 +219,7 @@ class ModelRepository:
             target,
             '/modelplex.v1.ModelRepository/LoadModel',
             modelplex_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
-            modelplex_dot_v1_dot_models__pb2.ModelInfo.FromString,
+            modelplex_dot_v1_dot_models__pb2.LoadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

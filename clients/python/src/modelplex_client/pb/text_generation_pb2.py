@@ -24,27 +24,34 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"modelplex/v1/text_generation.proto\x12\x0cmodelplex.v1\"\xa4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\r\n\x05top_k\x18\x06 \x01(\x05\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x15\n\x08logprobs\x18\x0b \x01(\x05H\x03\x88\x01\x01\x42\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x07\n\x05_seedB\x0b\n\t_logprobs\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"g\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12%\n\x03top\x18\x04 \x03(\x0b\x32\x18.modelplex.v1.TopLogprob\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\x92\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12,\n\x08logprobs\x18\x05 \x03(\x0b\x32\x1a.modelplex.v1.TokenLogprob\x12\x31\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1a.modelplex.v1.FinishReason\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.modelplex.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x08 \x01(\x01\x12\x15\n\rstop_sequence\x18\t \x01(\t\"\xa9\x02\n\x10\x43ompleteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12,\n\x08logprobs\x18\x05 \x03(\x0b\x32\x1a.modelplex.v1.TokenLogprob\x12\x31\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1a.modelplex.v1.FinishReason\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.modelplex.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x08 \x01(\x01\x12\x15\n\rstop_sequence\x18\t \x01(\t\x12\x15\n\rtotal_time_ms\x18\n \x01(\x01*[\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\n\n\x06LENGTH\x10\x01\x12\x08\n\x04STOP\x10\x02\x12\x07\n\x03\x45OS\x10\x03\x12\r\n\tCANCELLED\x10\x04\x32\xa8\x01\n\x0eTextGeneration\x12K\n\x08Generate\x12\x1d.modelplex.v1.GenerateRequest\x1a\x1e.modelplex.v1.GenerateResponse0\x01\x12I\n\x08\x43omplete\x12\x1d.modelplex.v1.GenerateRequest\x1a\x1e.modelplex.v1.CompleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"modelplex/v1/text_generation.proto\x12\x0cmodelplex.v1\"\xa4\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\r\n\x05top_k\x18\x06 \x01(\x05\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x15\n\x08logprobs\x18\x0b \x01(\x05H\x03\x88\x01\x01\x42\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x07\n\x05_seedB\x0b\n\t_logprobs\"\xa4\x02\n\x0f\x43ompleteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x16\n\x0emax_new_tokens\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\r\n\x05top_k\x18\x06 \x01(\x05\x12\x12\n\x05top_p\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x04H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x15\n\x08logprobs\x18\x0b \x01(\x05H\x03\x88\x01\x01\x42\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\x07\n\x05_seedB\x0b\n\t_logprobs\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"g\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12%\n\x03top\x18\x04 \x03(\x0b\x32\x18.modelplex.v1.TopLogprob\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\"\x92\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12,\n\x08logprobs\x18\x05 \x03(\x0b\x32\x1a.modelplex.v1.TokenLogprob\x12\x31\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1a.modelplex.v1.FinishReason\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.modelplex.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x08 \x01(\x01\x12\x15\n\rstop_sequence\x18\t \x01(\t\"\xa9\x02\n\x10\x43ompleteResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12,\n\x08logprobs\x18\x05 \x03(\x0b\x32\x1a.modelplex.v1.TokenLogprob\x12\x31\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x1a.modelplex.v1.FinishReason\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.modelplex.v1.Usage\x12\x1e\n\x16time_to_first_token_ms\x18\x08 \x01(\x01\x12\x15\n\rstop_sequence\x18\t \x01(\t\x12\x15\n\rtotal_time_ms\x18\n \x01(\x01\"`\n\x12TextGenerationInfo\x12\x16\n\x0e\x63ontext_length\x18\x01 \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x02 \x01(\x05\x12\x1a\n\x12is_encoder_decoder\x18\x03 \x01(\x08\"\xa8\x01\n\x16TextGenerationSettings\x12\x1b\n\x0emax_batch_size\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0emax_queue_size\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1b\n\x0emax_new_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x11\n\x0f_max_batch_sizeB\x11\n\x0f_max_queue_sizeB\x11\n\x0f_max_new_tokens*\x93\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x32\xa8\x01\n\x0eTextGeneration\x12K\n\x08Generate\x12\x1d.modelplex.v1.GenerateRequest\x1a\x1e.modelplex.v1.GenerateResponse0\x01\x12I\n\x08\x43omplete\x12\x1d.modelplex.v1.CompleteRequest\x1a\x1e.modelplex.v1.CompleteResponseBi\n\x10\x64\x65v.modelplex.v1B\x13TextGenerationProtoP\x01Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplex.v1.text_generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=1152
-  _globals['_FINISHREASON']._serialized_end=1243
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.modelplex.v1B\023TextGenerationProtoP\001Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1'
+  _globals['_FINISHREASON']._serialized_start=1717
+  _globals['_FINISHREASON']._serialized_end=1864
   _globals['_GENERATEREQUEST']._serialized_start=53
   _globals['_GENERATEREQUEST']._serialized_end=345
-  _globals['_TOPLOGPROB']._serialized_start=347
-  _globals['_TOPLOGPROB']._serialized_end=409
-  _globals['_TOKENLOGPROB']._serialized_start=411
-  _globals['_TOKENLOGPROB']._serialized_end=514
-  _globals['_USAGE']._serialized_start=516
-  _globals['_USAGE']._serialized_end=573
-  _globals['_GENERATERESPONSE']._serialized_start=576
-  _globals['_GENERATERESPONSE']._serialized_end=850
-  _globals['_COMPLETERESPONSE']._serialized_start=853
-  _globals['_COMPLETERESPONSE']._serialized_end=1150
-  _globals['_TEXTGENERATION']._serialized_start=1246
-  _globals['_TEXTGENERATION']._serialized_end=1414
+  _globals['_COMPLETEREQUEST']._serialized_start=348
+  _globals['_COMPLETEREQUEST']._serialized_end=640
+  _globals['_TOPLOGPROB']._serialized_start=642
+  _globals['_TOPLOGPROB']._serialized_end=704
+  _globals['_TOKENLOGPROB']._serialized_start=706
+  _globals['_TOKENLOGPROB']._serialized_end=809
+  _globals['_USAGE']._serialized_start=811
+  _globals['_USAGE']._serialized_end=868
+  _globals['_GENERATERESPONSE']._serialized_start=871
+  _globals['_GENERATERESPONSE']._serialized_end=1145
+  _globals['_COMPLETERESPONSE']._serialized_start=1148
+  _globals['_COMPLETERESPONSE']._serialized_end=1445
+  _globals['_TEXTGENERATIONINFO']._serialized_start=1447
+  _globals['_TEXTGENERATIONINFO']._serialized_end=1543
+  _globals['_TEXTGENERATIONSETTINGS']._serialized_start=1546
+  _globals['_TEXTGENERATIONSETTINGS']._serialized_end=1714
+  _globals['_TEXTGENERATION']._serialized_start=1867
+  _globals['_TEXTGENERATION']._serialized_end=2035
 # @@protoc_insertion_point(module_scope)

@@ -45,7 +45,7 @@ class TextGenerationStub:
                 _registered_method=True)
         self.Complete = channel.unary_unary(
                 '/modelplex.v1.TextGeneration/Complete',
-                request_serializer=modelplex_dot_v1_dot_text__generation__pb2.GenerateRequest.SerializeToString,
+                request_serializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.FromString,
                 _registered_method=True)
 
@@ -85,7 +85,7 @@ def add_TextGenerationServicer_to_server(servicer, server):
             ),
             'Complete': grpc.unary_unary_rpc_method_handler(
                     servicer.Complete,
-                    request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.GenerateRequest.FromString,
+                    request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.FromString,
                     response_serializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.SerializeToString,
             ),
     }
@@ -145,7 +145,7 @@ class TextGeneration:
             request,
             target,
             '/modelplex.v1.TextGeneration/Complete',
-            modelplex_dot_v1_dot_text__generation__pb2.GenerateRequest.SerializeToString,
+            modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.SerializeToString,
             modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.FromString,
             options,
             channel_credentials,

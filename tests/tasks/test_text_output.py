@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelplex.server.runtimes.text_output import IncrementalDetokenizer, StopMatcher
+from modelplex.tasks.text_generation.output import IncrementalDetokenizer, StopMatcher
 from text_models import tokenizer
 
 

@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
-from google.protobuf import json_format
+import json
+from typing import Any
+
+from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from grpc import aio
 from pydantic import ValidationError
 
 from modelplex.errors import ConfigError, RuntimeLoadingDisabledError
 from modelplex.server.config import ModelConfig
 from modelplex.server.grpc_errors import grpc_errors
-from modelplex.server.plugins import PluginReport, PluginState
+from modelplex.server.plugins import PluginReport, PluginSet, PluginState
 from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState
-from modelplex.server.runtimes.classification import ClassificationRuntime
-from modelplex.specs import ModelSpec, Task, WeightsSource
-from modelplex_client.pb import common_pb2
+from modelplex.specs import ModelSpec, WeightsSource
+from modelplex.taskdef import TaskDefinition
 from modelplex_client.pb import models_pb2 as pb
 from modelplex_client.pb import models_pb2_grpc as pb_grpc
 
 __all__ = ["ModelRepositoryServicer", "model_info"]
 
-_TASKS = {t: common_pb2.Task.Value(t.name) for t in Task}
-_STATES = {ModelState.LOADING: pb.LOADING, ModelState.READY: pb.READY, ModelState.UNLOADING: pb.UNLOADING}
+_STATES = {
+    ModelState.LOADING: pb.MODEL_STATE_LOADING,
+    ModelState.READY: pb.MODEL_STATE_READY,
+    ModelState.UNLOADING: pb.MODEL_STATE_UNLOADING,
+}
 _SOURCES = {
-    WeightsSource.PRETRAINED: pb.PRETRAINED,
-    WeightsSource.CHECKPOINT: pb.CHECKPOINT,
-    WeightsSource.RANDOM: pb.RANDOM,
+    WeightsSource.PRETRAINED: pb.WEIGHTS_SOURCE_PRETRAINED,
+    WeightsSource.CHECKPOINT: pb.WEIGHTS_SOURCE_CHECKPOINT,
+    WeightsSource.RANDOM: pb.WEIGHTS_SOURCE_RANDOM,
 }
 _PLUGIN_STATES = {
-    PluginState.ACTIVE: pb.ACTIVE,
-    PluginState.BROKEN: pb.BROKEN,
-    PluginState.SKIPPED: pb.SKIPPED,
+    PluginState.ACTIVE: pb.PLUGIN_STATE_ACTIVE,
+    PluginState.BROKEN: pb.PLUGIN_STATE_BROKEN,
+    PluginState.SKIPPED: pb.PLUGIN_STATE_SKIPPED,
 }
 
 
@@ -46,7 +51,7 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
         spec=plan.spec.name,
         plugin=plan.plugin,
         variant=plan.variant.name,
-        task=_TASKS[plan.spec.task],
+        task=plan.task.id,
         state=_STATES[model.state],
         weights=pb.Weights(source=_SOURCES[weights.source], uri=uri),
         instances=[
@@ -54,11 +59,13 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
             for i in model.instances
         ],
         description=plan.spec.description,
-        max_batch_size=model.runtime.max_batch_size if model.runtime else plan.config.max_batch_size,
+        max_batch_size=model.runtime.max_batch_size
+        if model.runtime
+        else getattr(plan.task_settings, "max_batch_size", 1),
     )
-    if isinstance(model.runtime, ClassificationRuntime):
-        info.num_classes = model.runtime.num_classes
-        info.input_shape.extend(model.runtime.input_shape)
+    extra = model.runtime.info() if model.runtime else None
+    if extra is not None:
+        info.task_info.Pack(extra)
     return info
 
 
@@ -66,7 +73,7 @@ def _spec_info(spec: ModelSpec) -> pb.SpecInfo:
     default = spec.variant(None).name if spec.variants else ""
     return pb.SpecInfo(
         name=spec.name,
-        task=_TASKS[spec.task],
+        task=spec.task,
         description=spec.description,
         variants=[
             pb.VariantInfo(name=v.name, description=v.description, is_default=v.name == default) for v in spec.variants
@@ -82,10 +89,13 @@ def _plugin_info(report: PluginReport) -> pb.PluginInfo:
         state=_PLUGIN_STATES[report.state],
         error=report.error,
         specs=[_spec_info(s) for s in report.specs],
+        tasks=[pb.TaskInfo(id=t.id, services=t.services, description=t.description) for t in report.tasks],
     )
 
 
-def _load_config(request: pb.LoadModelRequest) -> ModelConfig:
+def _load_config(request: pb.LoadModelRequest, plugins: PluginSet) -> ModelConfig:
+    if not request.spec:
+        raise ConfigError("LoadModel needs `spec`: the name of a registered spec (see ListPlugins)")
     fields: dict[str, object] = {"spec": request.spec, "name": request.model}
     if request.variant:
         fields["variant"] = request.variant
@@ -95,19 +105,53 @@ def _load_config(request: pb.LoadModelRequest) -> ModelConfig:
         fields["devices"] = list(request.devices)
     if request.instances_per_device:
         fields["instances_per_device"] = request.instances_per_device
-    if request.max_batch_size:
-        fields["max_batch_size"] = request.max_batch_size
-    if request.max_batch_delay_ms:
-        fields["max_batch_delay_ms"] = request.max_batch_delay_ms
+    if request.HasField("settings") and request.settings_json:
+        raise ConfigError("set at most one of `settings` and `settings_json`")
     if request.HasField("settings"):
         fields["settings"] = json_format.MessageToDict(request.settings)
-    if not request.spec:
-        raise ConfigError("LoadModel needs `spec`: the name of a registered spec (see ListPlugins)")
+    elif request.settings_json:
+        fields["settings"] = _json_object(request.settings_json)
+    if request.HasField("task_settings"):
+        try:
+            spec, _ = plugins.spec(request.spec)
+            task = plugins.task(spec.task)
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
+        for key, value in _task_settings(request.task_settings, task).items():
+            if key not in ModelConfig.model_fields:
+                fields[key] = value
     try:
-        return ModelConfig.model_validate(fields)
+        config = ModelConfig.model_validate(fields)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid LoadModel request: {problems}") from None
+    return config
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"settings_json is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"settings_json must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _task_settings(message: any_pb2.Any, task: TaskDefinition) -> dict[str, Any]:
+    """The task settings message as a dict of the fields the caller set."""
+    wanted = task.settings_message
+    if not wanted:
+        raise ConfigError(f"task {task.id!r} takes no task_settings")
+    if message.TypeName() != wanted:
+        raise ConfigError(f"task_settings is a {message.TypeName() or '(no type)'}; task {task.id!r} takes {wanted}")
+    try:
+        settings = message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(wanted))()
+        if not message.Unpack(settings):
+            raise ValueError("the type does not match")
+    except Exception as e:  # bytes that do not parse as the message
+        raise ConfigError(f"task_settings cannot be read as {wanted}: {e}") from None
+    return json_format.MessageToDict(settings, preserving_proto_field_name=True)
 
 
 class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
@@ -119,12 +163,12 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
     async def ListModels(self, request: pb.ListModelsRequest, context: aio.ServicerContext) -> pb.ListModelsResponse:
         models = self._registry.list()
         if request.task:
-            models = [m for m in models if _TASKS[m.task] == request.task]
+            models = [m for m in models if m.task == request.task]
         return pb.ListModelsResponse(models=[model_info(m) for m in models])
 
     @grpc_errors
-    async def GetModel(self, request: pb.GetModelRequest, context: aio.ServicerContext) -> pb.ModelInfo:
-        return model_info(self._registry.describe(request.model))
+    async def GetModel(self, request: pb.GetModelRequest, context: aio.ServicerContext) -> pb.GetModelResponse:
+        return pb.GetModelResponse(model=model_info(self._registry.describe(request.model)))
 
     def _check_allowed(self, what: str) -> None:
         if not self._allow_loading:
@@ -133,10 +177,10 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
             )
 
     @grpc_errors
-    async def LoadModel(self, request: pb.LoadModelRequest, context: aio.ServicerContext) -> pb.ModelInfo:
+    async def LoadModel(self, request: pb.LoadModelRequest, context: aio.ServicerContext) -> pb.LoadModelResponse:
         self._check_allowed("LoadModel")
-        model = await self._registry.load(_load_config(request))
-        return model_info(model)
+        model = await self._registry.load(_load_config(request, self._registry.plugins))
+        return pb.LoadModelResponse(model=model_info(model))
 
     @grpc_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: aio.ServicerContext) -> pb.UnloadModelResponse:

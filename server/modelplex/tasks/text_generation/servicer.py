@@ -5,31 +5,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import cast
 
 from grpc import aio
 
-from modelplex.server.grpc_errors import grpc_errors, grpc_stream_errors
-from modelplex.server.registry import ModelRegistry
-from modelplex.server.runtimes.text_generation import (
-    GenerationChunk,
-    GenerationRequest,
-    TextGenerationRuntime,
-    TokenLogprobs,
-)
-from modelplex.server.servicers.convert import deadline_of
-from modelplex.specs import Task
-from modelplex.tasks import SamplingParams
+from modelplex.server.grpc_errors import deadline_of, grpc_errors, grpc_stream_errors
+from modelplex.taskdef import RuntimeLookup
+from modelplex.tasks.text_generation.decode import GenerationChunk, GenerationRequest, TokenLogprobs
+from modelplex.tasks.text_generation.interface import SamplingParams
+from modelplex.tasks.text_generation.runtime import TextGenerationRuntime
 from modelplex_client.pb import text_generation_pb2 as pb
 from modelplex_client.pb import text_generation_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TextGenerationServicer", "request_from_proto"]
+__all__ = ["TextGenerationServicer", "add_servicers", "request_from_proto"]
 
-_FINISH = {"length": pb.LENGTH, "stop": pb.STOP, "eos": pb.EOS, "cancelled": pb.CANCELLED}
+_FINISH = {
+    "length": pb.FINISH_REASON_LENGTH,
+    "stop": pb.FINISH_REASON_STOP,
+    "eos": pb.FINISH_REASON_EOS,
+    "cancelled": pb.FINISH_REASON_CANCELLED,
+}
 
 
-def request_from_proto(request: pb.GenerateRequest) -> GenerationRequest:
+def request_from_proto(request: pb.GenerateRequest | pb.CompleteRequest) -> GenerationRequest:
     params = SamplingParams(
         temperature=request.temperature,
         top_k=request.top_k,
@@ -54,13 +54,11 @@ def _logprobs(items: tuple[TokenLogprobs, ...]) -> list[pb.TokenLogprob]:
 
 
 class TextGenerationServicer(pb_grpc.TextGenerationServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._registry = registry
+    def __init__(self, runtimes: RuntimeLookup) -> None:
+        self._runtimes = runtimes
 
     def _runtime(self, model: str) -> TextGenerationRuntime:
-        runtime = self._registry.get(model, Task.TEXT_GENERATION)
-        assert isinstance(runtime, TextGenerationRuntime)
-        return runtime
+        return cast(TextGenerationRuntime, self._runtimes(model))
 
     @grpc_stream_errors
     async def Generate(
@@ -86,7 +84,7 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
         return message
 
     @grpc_errors
-    async def Complete(self, request: pb.GenerateRequest, context: aio.ServicerContext) -> pb.CompleteResponse:
+    async def Complete(self, request: pb.CompleteRequest, context: aio.ServicerContext) -> pb.CompleteResponse:
         started = time.perf_counter()
         stream = self._runtime(request.model).generate(request_from_proto(request), deadline_of(context))
         response = pb.CompleteResponse(request_id=request.request_id, model=request.model)
@@ -112,3 +110,7 @@ def _set_final(message: pb.GenerateResponse | pb.CompleteResponse, last: Generat
     message.usage.completion_tokens = last.completion_tokens
     message.time_to_first_token_ms = last.time_to_first_token_s * 1000
     message.stop_sequence = last.stop_sequence
+
+
+def add_servicers(runtimes: RuntimeLookup, server: aio.Server) -> None:
+    pb_grpc.add_TextGenerationServicer_to_server(TextGenerationServicer(runtimes), server)

@@ -1,4 +1,4 @@
-"""Image classification: the interface and its value types."""
+"""Image classification: the interface a model implements, its value types and its variant meta."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelplex.specs import VariantMeta
 from modelplex.tasks.base import TaskModel
 
-__all__ = ["ClassScore", "EncodedImage", "ImageClassifier", "RawTensor"]
+__all__ = ["ClassScore", "ClassificationMeta", "EncodedImage", "ImageClassifier", "ImagePreprocessing", "RawTensor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,28 @@ class ClassScore:
     index: int
     label: str
     score: float
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How an encoded image becomes the model's input tensor (torchvision's presets)."""
+
+    crop_size: int
+    resize_size: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class ClassificationMeta(VariantMeta):
+    """What a classifier's variant says about itself."""
+
+    num_classes: int | None = None
+    """Output classes."""
+    input_shape: tuple[int, ...] | None = None
+    """Shape of one preprocessed input, e.g. (3, 224, 224)."""
+    preprocessing: ImagePreprocessing | None = None
 
 
 class ImageClassifier(TaskModel):

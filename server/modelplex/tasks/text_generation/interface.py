@@ -20,9 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelplex.specs import VariantMeta
 from modelplex.tasks.base import TaskModel
 
-__all__ = ["NextToken", "SamplingParams", "TextGenerator", "TopLogprob"]
+__all__ = ["NextToken", "SamplingParams", "TextGenerationMeta", "TextGenerator", "TopLogprob"]
+
+
+@dataclass(frozen=True)
+class TextGenerationMeta(VariantMeta):
+    """What a language model's variant says about itself."""
+
+    context_length: int | None = None
+    """Longest token sequence the model takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +83,6 @@ class TextGenerator(TaskModel):
     """Longest prompt, in tokens. For a causal LM also the longest prompt plus output."""
     is_encoder_decoder: bool = False
     """True for seq2seq models (T5): the output does not share the prompt's window."""
-    max_new_tokens: int = 256
-    """The most tokens one request may ask for (an operator setting)."""
-    max_batch_size: int = 8
-    """The most sequences one step decodes together (an operator setting)."""
 
     @abstractmethod
     def tokenize(self, prompt: str) -> list[int]:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Lint the protos with buf (STANDARD rules, protos/buf.yaml). Installs the buf CLI from npm
+# into .tools/ on first use (pinned); needs node and npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUF_VERSION=1.75.0
+BUF=.tools/node_modules/.bin/buf
+if [[ ! -x "$BUF" ]] || [[ "$("$BUF" --version)" != "$BUF_VERSION" ]]; then
+  npm install --silent --no-audit --no-fund --prefix .tools "@bufbuild/buf@$BUF_VERSION" >&2
+fi
+cd protos
+exec "../$BUF" lint

@@ -1,0 +1,11 @@
+"""Ready-made bases for the common case, one per task: a plugin writes only what is its own.
+
+- :func:`torch_classifier` / :class:`TorchClassifier`: an image classifier over a
+  ``torch.nn.Module`` (device, eval mode, checkpoint, preprocessing, batching, top-k, unload).
+
+Importing this module imports no torch: the kits import it when a model loads.
+"""
+
+from modelplex.tasks.classification.kit import TorchClassifier, torch_classifier
+
+__all__ = ["TorchClassifier", "torch_classifier"]

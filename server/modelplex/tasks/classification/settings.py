@@ -1,0 +1,17 @@
+"""The serving settings of an image-classification model."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from modelplex.server.runtimes.batched import BatchingSettings
+
+__all__ = ["ClassificationSettings"]
+
+
+class ClassificationSettings(BatchingSettings):
+    """Keys of a classifier's ``[[models]]`` entry (and of ``ImageClassificationSettings``
+    in LoadModel), besides the batching ones."""
+
+    max_images_per_request: int = Field(default=64, ge=1, le=100_000)
+    """Images one Classify request may carry; more is INVALID_ARGUMENT."""
