@@ -157,18 +157,19 @@ def test_deadline_stops_the_generation_and_frees_its_slot(server, forwards):
             with pytest.raises(ServerError) as info:
                 await collect(client.generate("the quick brown fox", model="long", max_new_tokens=1000, timeout=0.1))
             assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-            deadline_passed = time.monotonic()
+            at_deadline = len(rec.snapshot())
             while not rec.released:  # the expired stream is released at the next step
                 await asyncio.sleep(0.001)
-            lag = time.monotonic() - deadline_passed
             left_at = len(rec.snapshot())
             (freed,) = rec.released
             assert freed.self_kv == [] and not survivor.done()
-            return await survivor, left_at, lag
+            return await survivor, at_deadline, left_at
 
-    survivor, left_at, lag = asyncio.run(main())
+    survivor, at_deadline, left_at = asyncio.run(main())
     calls = rec.snapshot()
-    assert lag < 0.5
+    # Counted in forward passes, not seconds: once the client saw its deadline, the expired
+    # stream took part in at most the pass in flight (and one the server began as it expired).
+    assert sum(b == 2 for b, _ in calls[at_deadline:left_at]) <= 2, calls[at_deadline:left_at]
     # The expired stream's forward passes stopped: every pass after its release is the survivor's alone.
     assert len(calls) > left_at and all(b == 1 for b, _ in calls[left_at:]), calls[left_at:]
     tokens = [t for c in survivor for t in c.token_ids]
@@ -235,12 +236,12 @@ def test_unloading_while_a_stream_joins_ends_every_stream_promptly(server):
             while runtime.waiting != 1:
                 await asyncio.sleep(0.001)
             assert runtime.running == 0  # the first is being admitted
-            started = time.monotonic()
             await asyncio.get_running_loop().run_in_executor(None, server.call, registry.unload("joining"))
-            return await joining, await waiting, time.monotonic() - started
+            return await joining, await waiting
 
-    joining, waiting, took = asyncio.run(main())
-    assert took < 2
+    # Promptly, counted in tokens: the admitted stream got the one token of the step in
+    # flight and the waiting one none, though each asked for 50.
+    joining, waiting = asyncio.run(main())
     assert joining[-1].finish_reason == pb.FINISH_REASON_CANCELLED and sum(len(c.token_ids) for c in joining) == 1
     assert joining[-1].usage.completion_tokens == 1
     assert [(c.finish_reason, len(c.token_ids)) for c in waiting] == [(pb.FINISH_REASON_CANCELLED, 0)]
@@ -418,7 +419,6 @@ def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
             running = client.generate("hello world", model="single", max_new_tokens=200)
             head = [await running.__anext__()]
             assert runtime.running == 1 and runtime.max_batch_size == 1
-            started = time.monotonic()
             for rpc in ("generate", "complete"):
                 with pytest.raises(ServerError) as info:
                     if rpc == "generate":
@@ -429,16 +429,15 @@ def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
                 assert "the prompt is 201 tokens; the context window of model 'single' is 128 tokens" in (
                     info.value.details
                 )
-            took = time.monotonic() - started
+            # At once: both refusals came while the only slot's stream was still running.
             assert runtime.running == 1 and runtime.waiting == 0 and runtime.tokenizing == 0
-            return took, head + await collect(running)
+            return head + await collect(running)
 
     try:
-        took, chunks = asyncio.run(main())
+        chunks = asyncio.run(main())
     finally:
         del generator.step, generator.tokenize
         server.call(registry.unload("single"))
-    assert took < 1.0, took  # not after the running stream's ~6 s
     assert chunks[-1].finish_reason == pb.FINISH_REASON_LENGTH and chunks[-1].usage.prompt_tokens == 2
     assert sum(len(c.token_ids) for c in chunks) == 126  # the 128-token window, less the prompt
     assert [p for p, _ in calls] == ["hello world", long_prompt, long_prompt]  # each tokenized once

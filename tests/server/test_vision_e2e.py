@@ -93,12 +93,17 @@ def test_missing_pretrained_file_fails_fast_with_what_to_do(torch_home):
     assert "resnet18-f37072fd.pth" in message and "random" in message
 
 
-def test_demo_profile_serves_random_weights_and_says_so():
+def test_demo_profile_serves_every_task_with_random_weights_and_says_so():
     from modelplex.server.config import load_config
 
     config = load_config(None, environ={}, overrides={"server": {"port": 0}})
     with running_server(config) as server, Client(server.address, timeout=60) as client:
         models = client.list_models()
         assert models and all(m.weights.source == models_pb2.WEIGHTS_SOURCE_RANDOM for m in models)
-        top = client.classify([photo(3)], model=models[0].name, top_k=3)
+        served = {task_id for _plugin, task_id in ((p, t.id) for p in client.list_plugins() for t in p.tasks)}
+        assert {m.task for m in models} == served  # a model of every task the server has
+        by_task = {m.task: m.name for m in models}
+        top = client.classify([photo(3)], model=by_task["image_classification"], top_k=3)
         assert len(top[0]) == 3
+        done = client.complete("hello", model=by_task["text_generation"], max_new_tokens=4)
+        assert done.usage.completion_tokens >= 1

@@ -53,10 +53,18 @@ FAMILIES: tuple[Family, ...] = (
     Family("flan-t5-large", "seq2seq", "google/flan-t5-large", 512, 783_000_000, "Flan-T5 large"),
     Family("flan-t5-xl", "seq2seq", "google/flan-t5-xl", 512, 2_850_000_000, "Flan-T5 XL"),
     Family("seq2seq-lm", "seq2seq", None, title="any Hugging Face seq2seq LM"),
+    Family("tiny-gpt2", "causal", None, 512, title="a tiny random GPT-2 built on the spot (demo)"),
 )
+
+DEMO = "tiny-gpt2"
+"""The family of the demo model: random weights only, its tokenizer built at load."""
 
 
 def _build(family: Family, ctx: LoadContext) -> HFTextGenerator:
+    if family.name == DEMO:
+        from modelplex_text.demo import demo_generator
+
+        return demo_generator(family, ctx)  # type: ignore[no-any-return]
     from modelplex_text.generator import HFTextGenerator
 
     return HFTextGenerator(family, ctx)
@@ -71,7 +79,12 @@ def _spec(family: Family) -> ModelSpec:
             recipe=f"https://huggingface.co/{family.hub_id}",
         )
         variants = (Variant("hf", weights=family.hub_id, meta=meta, description=f"{family.hub_id} on the hub"),)
-    if family.kind == "causal":
+    if family.name == DEMO:
+        what = (
+            "A 2-layer GPT-2 with random weights and a byte-level tokenizer built at load: "
+            'weights = "random" only; its text is meaningless (the demo profile serves it)'
+        )
+    elif family.kind == "causal":
         what = (
             f"{family.title} (causal LM)"
             if family.hub_id
@@ -97,7 +110,7 @@ def _spec(family: Family) -> ModelSpec:
         settings=TextSettings,
         description=what,
         # The generic specs serve any hub model: `weights = "org/model"` names it.
-        accepts_weight_ids=family.hub_id is None,
+        accepts_weight_ids=family.hub_id is None and family.name != DEMO,
     )
 
 
