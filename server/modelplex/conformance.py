@@ -51,12 +51,16 @@ name, group = sys.argv[1], sys.argv[2]
 if ep is None:
     print(json.dumps({"error": f"no entry point {name!r} in group {group!r}"}))
     sys.exit(0)
+import pluggy
+from modelplex import hookspecs
+
 plugin = ep.load()
+pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+pm.add_hookspecs(hookspecs)
+pm.register(plugin, name=name)  # through pluggy, as the server calls it
 tasks, specs = [], []
-for hook, sink in (("register_tasks", tasks), ("register_models", specs)):
-    impl = getattr(plugin, hook, None)
-    if impl is not None:
-        impl(register=sink.append)
+pm.hook.register_tasks(register=tasks.append)
+pm.hook.register_models(register=specs.append)
 print(json.dumps({
     "torch": "torch" in sys.modules,
     "tasks": [t.id for t in tasks],

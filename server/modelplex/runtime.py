@@ -16,12 +16,13 @@ from modelplex.server.runtimes.base import TaskRuntime, inference_error
 from modelplex.server.runtimes.batched import BatchingRuntime, BatchingSettings
 from modelplex.server.runtimes.steps import Lane, StepScheduler, StepSession
 from modelplex.server.runtimes.stream import OutputStream
-from modelplex.taskdef import RuntimeLookup, TaskDefinition
+from modelplex.taskdef import ConformanceProbes, RuntimeLookup, TaskDefinition
 
 __all__ = [
     "BatchQueue",
     "BatchingRuntime",
     "BatchingSettings",
+    "ConformanceProbes",
     "Instance",
     "Lane",
     "OutputStream",

@@ -51,10 +51,11 @@ def running_server(
     extra_plugins: Iterable[tuple[str, Any]] = (),
     inventory: DeviceInventory | None = None,
 ) -> Iterator[RunningServer]:
-    """Start a server on 127.0.0.1, port 0; stop it (grace 0) on exit."""
+    """Start a server (a mapping: on 127.0.0.1, port 0, unless its ``server`` table says
+    otherwise; a :class:`Config` as it is); stop it (grace 0) on exit."""
     if config is None:
-        config = Config()
-    elif not isinstance(config, Config):
+        config = {}
+    if not isinstance(config, Config):
         data = dict(config)
         data["server"] = {"host": "127.0.0.1", "port": 0, **data.get("server", {})}
         config = Config.model_validate(data)

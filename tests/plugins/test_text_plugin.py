@@ -31,6 +31,7 @@ SPECS = [
     "flan-t5-large",
     "flan-t5-xl",
     "seq2seq-lm",
+    "tiny-gpt2",
 ]
 
 
@@ -60,6 +61,7 @@ def test_specs_and_variants():
     assert specs["flan-t5-xl"].variant(None).weights == "google/flan-t5-xl"
     assert specs["t5-small"].variant(None).meta.context_length == 512
     assert not specs["causal-lm"].variants and not specs["seq2seq-lm"].variants
+    assert not specs["tiny-gpt2"].accepts_weight_ids
 
 
 def test_settings_are_validated():
@@ -171,3 +173,19 @@ def test_t5_loads_through_the_generic_seq2seq_spec(server):
         out = client.complete("translate English to German: hello", model="any-t5", max_new_tokens=6)
         assert list(out.token_ids) == reference("t5", "translate English to German: hello", 6)
         client.unload_model("any-t5")
+
+
+def test_tiny_gpt2_needs_random_weights_and_generates():
+    from modelplex.testing import running_server
+    from modelplex_client import Client
+
+    with running_server({"models": [{"spec": "tiny-gpt2", "weights": "random", "devices": ["cpu"]}]}) as server:
+        with Client(server.address, timeout=60) as client:
+            done = client.complete("hello", model="tiny-gpt2", max_new_tokens=3)
+            assert done.usage.completion_tokens >= 1 and done.usage.prompt_tokens == 5  # one token a byte
+            error = None
+            try:
+                client.load_model("tiny-gpt2", name="again", weights="pretrained", devices=["cpu"])
+            except Exception as e:  # noqa: BLE001 - the ServerError is checked below
+                error = e
+            assert error is not None and 'use weights = "random"' in str(error)

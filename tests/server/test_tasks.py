@@ -26,7 +26,7 @@ def _found(*plugins):  # type: ignore[no-untyped-def]
 
 def test_the_first_party_tasks_are_registered_through_the_entry_point():
     found, reports = _found()
-    assert set(found.tasks) == {"image_classification", "text_generation"}
+    assert {"image_classification", "text_generation"} <= set(found.tasks)
     assert {t.id for t in reports["tasks"].tasks} == set(found.tasks)
     assert reports["tasks"].distribution == "modelplex"
 

@@ -12,6 +12,9 @@
         register(torch_classifier("tiny-net", build, labels=["cat", "dog", "fox"],
                                   preprocessing=ImagePreprocessing(crop_size=32, resize_size=36)))
 
+``build`` returns the module with random weights, or with its pretrained weights when the
+config asks for them (``weights = "pretrained"``; then set ``module.pretrained = True``,
+else the kit refuses: it never serves random weights in place of pretrained ones).
 The kit moves the module to the instance's device, puts it in eval mode, loads a
 checkpoint (a state_dict in ``.safetensors``, or ``.pt``/``.pth`` read with
 ``torch.load(weights_only=True)``) when the config names one, decodes and preprocesses
@@ -91,14 +94,14 @@ class TorchClassifier(ImageClassifier):
 
         if isinstance(image, RawTensor):
             return torch.frombuffer(bytearray(image.data), dtype=torch.float32).reshape(image.shape)
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
             opened = Image.open(io.BytesIO(image.data))
             opened.draft("RGB", (self.pre.resize_size, self.pre.resize_size))  # JPEG: decode at reduced size
-            pil: Image.Image = opened.convert("RGB")
+            pil: Image.Image = ImageOps.exif_transpose(opened).convert("RGB")  # camera photos: upright
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            raise InvalidInputError(f"cannot decode the image: {e}") from None
+            raise InvalidInputError(f"cannot decode image: {e}") from None
         w, h = pil.size
         scale = self.pre.resize_size / min(w, h)
         resample = Image.Resampling.BICUBIC if self.pre.interpolation == "bicubic" else Image.Resampling.BILINEAR
