@@ -103,6 +103,11 @@ def model_dirs() -> dict[str, Path]:
     return _DIRS
 
 
+def weights_root() -> str:
+    """The folder holding every tiny model: a server's ``weights_roots`` for LoadModel by path."""
+    return str(model_dirs()["gpt2"].parent)
+
+
 def text_model(name: str, spec: str, folder: str, **fields: object) -> dict[str, object]:
     """A [[models]] entry for one of the tiny models."""
     return {"spec": spec, "name": name, "weights": str(model_dirs()[folder]), "devices": ["cpu"], **fields}

@@ -21,6 +21,7 @@ __all__ = [
     "QueueFullError",
     "RuntimeLoadingDisabledError",
     "ModelExistsError",
+    "PermissionDeniedError",
     "WeightsNotFoundError",
     "WrongTaskError",
 ]
@@ -67,6 +68,11 @@ class InvalidInputError(ModelplexError):
     """The request's input is unusable: a corrupt image, a bad parameter
     (gRPC INVALID_ARGUMENT). Raise it from ``preprocess`` and the like; the
     message is shown to the client, so say what was wrong and what is accepted."""
+
+
+class PermissionDeniedError(ModelplexError):
+    """The caller may not do this (gRPC PERMISSION_DENIED): a checkpoint path outside the
+    configured weight roots."""
 
 
 class QueueFullError(ModelplexError):

@@ -171,6 +171,10 @@ class ModelSpec:
     like ``"org/model"``): a value that is not an existing path then reaches the factory as
     ``WeightsChoice(PRETRAINED, id=value)`` instead of failing as a missing checkpoint."""
     description: str = ""
+    memory_estimate: Callable[[Variant, Any], int] | None = None
+    """``(variant, settings) -> bytes`` one instance will hold on its device, roughly (an upper
+    bound is best). The server refuses a load that does not fit the device's free memory
+    before building anything; None: no check."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", str(self.task))

@@ -68,7 +68,8 @@ class TaskDefinition:
     """The task id on the wire and in specs: lowercase, ``[a-z0-9_]`` words joined by dots
     (``"image_classification"``, ``"acme.object_detection"``). Unique on a server."""
     interface: type[Any]
-    """A subclass of :class:`modelplex.TaskModel` (usually abstract): the ABC a spec's factory must return an instance of (checked at load)."""
+    """A subclass of :class:`modelplex.TaskModel` (usually abstract): the ABC a spec's factory
+    must return an instance of (checked at load)."""
     services: tuple[str, ...]
     """Full names of the task's gRPC services (``"modelplex.v1.ImageClassification"``): served
     by reflection and reported by grpc.health.v1. Unique on a server."""

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+import slow_plugin
+
 CLI = [sys.executable, "-m", "modelplex_client.cli"]
 
 
@@ -97,42 +99,13 @@ def test_client_command_against_no_server():
     assert out.returncode == 1 and "UNAVAILABLE" in out.stderr
 
 
-_SLOW_PLUGIN = """
-import pathlib, time
-from modelplex import ClassificationMeta, ImageClassifier, ModelSpec, Variant, hookimpl
-
-class Slow(ImageClassifier):
-    labels, input_shape = ("a",), (1,)
-    def __init__(self, ctx): self.dir = pathlib.Path(ctx.settings.dir)
-    def load(self):
-        (self.dir / "loading").touch()  # the test interrupts now, then lets the load end
-        while not (self.dir / "release").exists():
-            time.sleep(0.01)
-    def unload(self): pass
-    def preprocess(self, image): return image
-    def classify(self, inputs, top_k): return []
-
-@hookimpl
-def register_models(register):
-    from pydantic import BaseModel
-    class S(BaseModel):
-        dir: str
-    variant = Variant("v", "", ClassificationMeta(num_classes=1))
-    register(ModelSpec("slow-load", "image_classification", Slow, (variant,), settings=S))
-"""
-
-
 def test_serve_stops_on_sigint_while_models_load(tmp_path):
     """SIGINT during start-up ends the server without it ever serving: the model's load is
     known to be in progress (it marks it) when the signal is sent."""
     import signal
     import time
 
-    site = tmp_path / "site"
-    (site / "slowload-0.dist-info").mkdir(parents=True)
-    (site / "slowload.py").write_text(_SLOW_PLUGIN)
-    (site / "slowload-0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: slowload\nVersion: 0\n")
-    (site / "slowload-0.dist-info" / "entry_points.txt").write_text("[modelplex]\nslowload = slowload\n")
+    site = slow_plugin.install(tmp_path / "site")
     config = tmp_path / "slow.toml"
     config.write_text(
         f'[server]\nport = 0\n[[models]]\nspec = "slow-load"\nweights = "random"\ndevices = ["cpu"]\n'

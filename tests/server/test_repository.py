@@ -52,7 +52,7 @@ def test_load_and_unload_at_run_time(probe_server):
         assert PROBES["p2"].unloaded == 1
         assert code_of(lambda: client.classify([b"\x01"], model="p2"))[0] == grpc.StatusCode.NOT_FOUND
         assert code_of(lambda: client.unload_model("p2"))[0] == grpc.StatusCode.NOT_FOUND
-        assert client.health("modelplex.model/p2") == "NOT_SERVING"
+        assert client.health("modelplex.model/p2") == "SERVICE_UNKNOWN"  # gone, not kept NOT_SERVING
 
 
 @pytest.mark.parametrize(
@@ -63,16 +63,24 @@ def test_load_and_unload_at_run_time(probe_server):
         ({"spec": "probe", "variant": "v9"}, "has no variant 'v9'; variants: v1"),
         ({"spec": "probe", "settings": {"colour": 1}}, "settings.colour: unknown key"),
         ({"spec": "probe", "devices": ["cuda:7"]}, "device 'cuda:7' does not exist"),
-        ({"spec": "probe", "weights": "/no/such/file.pt"}, "checkpoint /no/such/file.pt does not exist"),
+        ({"spec": "probe", "weights": "/no/such/file.pt"}, "only under the server's weights roots"),
+        ({"spec": "probe", "weights": "/etc/passwd"}, "only under the server's weights roots"),  # same answer
+        ({"spec": "probe", "weights": "ROOT/no-such-file.pt"}, "no-such-file.pt does not exist"),
     ],
 )
-def test_bad_load_requests(probe_server, kwargs, message):
-    server = probe_server()
+def test_bad_load_requests(probe_server, kwargs, message, tmp_path):
+    server = probe_server(server={"weights_roots": [str(tmp_path)]})
+    if "weights" in kwargs:
+        kwargs["weights"] = kwargs["weights"].replace("ROOT", str(tmp_path))
     with Client(server.address) as client:
         spec = kwargs.pop("spec")
         code, details = code_of(lambda: client.load_model(spec, **kwargs))
         assert message in details
-        assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+        assert code in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
         assert client.list_models() == []
 
 

@@ -5,13 +5,14 @@ repeats, the stream's deltas equal Complete's text, stop sequences and logprobs.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from modelplex.testing import running_server
 from modelplex_client import AsyncClient, Client
 from modelplex_client.pb import text_generation_pb2 as pb
-from text_models import model_dirs, reference, text_model
+from text_models import model_dirs, reference, text_model, weights_root
 
 PROMPTS = ["hello world", "the quick brown fox jumps over the lazy", "héllo 日本語"]
 
@@ -19,7 +20,7 @@ PROMPTS = ["hello world", "the quick brown fox jumps over the lazy", "héllo 日
 @pytest.fixture(scope="module")
 def server():
     models = [text_model("gpt2", "gpt2", "gpt2"), text_model("t5", "t5-small", "t5")]
-    with running_server({"models": models}) as s:
+    with running_server({"models": models, "server": {"weights_roots": [weights_root()]}}) as s:
         yield s
 
 
@@ -119,9 +120,10 @@ def test_eos_finishes_the_stream(client, tmp_path):
     n = expected.index(eos) + 1
     model = AutoModelForCausalLM.from_pretrained(model_dirs()["gpt2"])
     model.config.eos_token_id = model.generation_config.eos_token_id = eos
-    model.save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(model_dirs()["gpt2"]).save_pretrained(tmp_path)
-    client.load_model("causal-lm", name="eos", weights=str(tmp_path), devices=["cpu"])
+    folder = Path(weights_root()) / f"eos-{tmp_path.name}"  # LoadModel reads only under the roots
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dirs()["gpt2"]).save_pretrained(folder)
+    client.load_model("causal-lm", name="eos", weights=str(folder), devices=["cpu"])
     try:
         chunks = stream(client, "hello world", model="eos", max_new_tokens=12)
         assert chunks[-1].finish_reason == pb.FINISH_REASON_EOS

@@ -14,7 +14,7 @@ import pytest
 from modelplex.testing import running_server
 from modelplex_client import AsyncClient, ServerError
 from modelplex_client.pb import text_generation_pb2 as pb
-from text_models import reference, text_model
+from text_models import reference, text_model, weights_root
 
 PROMPTS = [
     ("hello world", 24),
@@ -32,7 +32,7 @@ def server():
         text_model("long", "gpt2", "gpt2-long", max_new_tokens=1000),
         text_model("t5", "t5-small", "t5"),
     ]
-    with running_server({"models": models}) as s:
+    with running_server({"models": models, "server": {"weights_roots": [weights_root()]}}) as s:
         yield s
 
 

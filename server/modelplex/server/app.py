@@ -15,9 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc as _reflection_v1alpha_g
 
 from modelplex.server.config import Config
 from modelplex.server.devices import DeviceInventory, torch_inventory
+from modelplex.server.interceptors import CallPolicy, RequestInterceptor
+from modelplex.server.metrics import Metrics
 from modelplex.server.plugins import PluginSet, discover
 from modelplex.server.registry import ModelRegistry
 from modelplex.server.repository import ModelRepositoryServicer
+from modelplex.server.security import Authenticator, check_exposure, server_credentials
+from modelplex.server.tracing import Tracer
 from modelplex_client.pb import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -71,14 +75,66 @@ class ModelServer:
         self.registry = ModelRegistry(
             self.plugins, self.inventory, allow_download=config.server.allow_download, on_state=self._model_state
         )
+        self.auth = Authenticator(config.server.auth)
+        self.metrics = Metrics(self.registry.list) if config.server.metrics_port is not None else None
         self.port: int | None = None
         self._server: aio.Server | None = None
+        self._certificates: Any = None
+        self.abandoned_work = False
+        """Set when stop() gave up waiting for model work (the process should exit at once)."""
         self._health_tasks: set[asyncio.Task[None]] = set()
 
-    def _model_state(self, name: str, serving: bool) -> None:
-        task = asyncio.ensure_future(self.health.set(model_health_name(name), SERVING if serving else NOT_SERVING))
+    def _model_state(self, name: str, serving: bool | None) -> None:
+        """A model's health: SERVING, NOT_SERVING, or (None) gone: a failed load or an unloaded
+        model leaves no health entry behind."""
+        task = asyncio.ensure_future(self._set_model_health(model_health_name(name), serving))
         self._health_tasks.add(task)
         task.add_done_callback(self._health_tasks.discard)
+
+    async def _set_model_health(self, service: str, serving: bool | None) -> None:
+        if serving is None:
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)  # tells watchers
+            # grpc's servicer has no removal; Check answers NOT_FOUND for a name it does not hold.
+            self.health._server_status.pop(service, None)
+            return
+        await self.health.set(service, SERVING if serving else NOT_SERVING)
+
+    def reload(self) -> None:
+        """Read the tokens and the TLS files again (SIGHUP)."""
+        self.auth.reload()
+        if self._certificates is not None:
+            self._certificates.reload()
+
+    def _options(self) -> list[tuple[str, Any]]:
+        s = self.config.server
+        max_bytes = int(s.max_message_mb * 1024 * 1024)
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", int(s.keepalive_time_s * 1000)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            # Clients may ping idle connections (grpc's default allows one every 5 minutes).
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if s.max_connection_age_s is not None:
+            options.append(("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)))
+            options.append(("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_s * 1000)))
+        return options
+
+    def _interceptor(self) -> RequestInterceptor:
+        s = self.config.server
+        repository = f"/{REPOSITORY_SERVICE}/"
+        policy = CallPolicy(
+            management_methods=frozenset({repository + "LoadModel", repository + "UnloadModel"}),
+            max_streams=s.max_concurrent_streams,
+            max_streams_per_model=s.max_streams_per_model,
+            max_stream_duration_s=s.max_stream_duration_s,
+            known_models=lambda: {m.name for m in self.registry.list()},
+        )
+        tracer = Tracer(s.tracing) if s.tracing.enabled else None
+        return RequestInterceptor(policy, self.auth if self.auth.enabled else None, self.metrics, tracer)
 
     async def start(self) -> int:
         """Validate the configured models, start listening, load the models; return the port.
@@ -88,18 +144,22 @@ class ModelServer:
         """
         plans = [self.registry.plan(m) for m in self.config.models]
         s = self.config.server
-        max_bytes = int(s.max_message_mb * 1024 * 1024)
+        check_exposure(s, self.auth)
+        credentials = None
+        if s.tls is not None:
+            credentials, self._certificates = server_credentials(s.tls)
         self._server = aio.server(
-            options=[
-                ("grpc.max_receive_message_length", max_bytes),
-                ("grpc.max_send_message_length", max_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=self._options(),
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
+            interceptors=[self._interceptor()],
         )
-        models_pb2_grpc.add_ModelRepositoryServicer_to_server(
-            ModelRepositoryServicer(self.registry, allow_runtime_loading=s.allow_runtime_loading), self._server
+        repository = ModelRepositoryServicer(
+            self.registry,
+            allow_runtime_loading=s.allow_runtime_loading,
+            weights_roots=s.weights_roots,
+            max_models=s.max_models,
         )
+        models_pb2_grpc.add_ModelRepositoryServicer_to_server(repository, self._server)
         names = [REPOSITORY_SERVICE]
         for task_id, (task, _plugin) in sorted(self.plugins.tasks.items()):
             task.add_servicers(self.registry.lookup(task_id), self._server)
@@ -107,7 +167,11 @@ class ModelServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         _enable_reflection([*names, health.SERVICE_NAME], self._server)
         try:
-            self.port = self._server.add_insecure_port(f"{s.host}:{s.port}")
+            address = f"{s.host}:{s.port}"
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {s.host}:{s.port}: {e}") from None
         # grpc's health servicer starts with "" SERVING; the server is not ready until its models are.
@@ -117,7 +181,9 @@ class ModelServer:
         for plan in plans:
             await self.health.set(model_health_name(plan.name), NOT_SERVING)
         await self._server.start()
-        log.info("modelplex listening on %s:%d", s.host, self.port)
+        log.info("modelplex listening on %s:%d%s", s.host, self.port, " (TLS)" if credentials else "")
+        if self.metrics is not None and s.metrics_port is not None:
+            self.metrics.serve(s.host, s.metrics_port)
         try:
             # One model after another (each one's instances load in parallel), so that
             # "auto" placement sees the memory the models before it took.
@@ -137,5 +203,14 @@ class ModelServer:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace)
         self._server = None
-        await self.registry.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        # Unloading waits for the work each instance's thread is running, which a plugin's
+        # forward pass cannot be interrupted in: wait at most shutdown_bound_s for it.
+        bound = self.config.server.shutdown_bound_s
+        try:
+            await asyncio.wait_for(asyncio.shield(self.registry.close()), bound)
+        except TimeoutError:
+            self.abandoned_work = True
+            log.error("model work still running %.1f s after the grace period; exiting without it", bound)
         log.info("modelplex stopped")

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from modelplex.errors import DeadlineExceededError, ModelNotReadyError, QueueFullError
@@ -38,6 +38,11 @@ class Pending(Generic[P]):
     future: asyncio.Future[Any]
     deadline: float | None = None
     """time.monotonic() (= loop.time()) after which the request is dropped unrun."""
+    queued_at: float = field(default_factory=time.monotonic)
+    waited: float = 0.0
+    """Seconds it waited in the queue, set when a worker takes it."""
+    batch_size: int = 0
+    """Slots of the batch it ran in, set when a worker takes it."""
 
 
 class BatchQueue(Generic[P]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 from modelplex.errors import ConfigError, ModelplexError
 from modelplex.server.app import ModelServer
 from modelplex.server.config import Config, load_config
+from modelplex.server.logs import configure_logging
 
 log = logging.getLogger("modelplex")
 
@@ -64,12 +66,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=overrides)
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config) -> bool:
+    """Run until SIGINT or SIGTERM (SIGHUP reloads tokens and certificates). Returns whether
+    model work was still running when the shutdown bound passed."""
     server = ModelServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     try:
         # A signal while the models load stops the start-up too, not only a running server.
         starting = asyncio.ensure_future(server.start())
@@ -79,7 +84,7 @@ async def serve(config: Config) -> None:
             log.info("interrupted while loading models; shutting down")
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)
-            return
+            return server.abandoned_work
         stopping.cancel()
         port = starting.result()
         names = ", ".join(m.name for m in server.registry.list()) or "none"
@@ -88,6 +93,7 @@ async def serve(config: Config) -> None:
         log.info("shutting down (grace period %.1fs)", config.server.grace_period_s)
     finally:
         await server.stop()
+    return server.abandoned_work
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,15 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelplexError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.server.log_level, config.server.log_format)
     try:
-        asyncio.run(serve(config))
+        abandoned = asyncio.run(serve(config))
     except ModelplexError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 1
+    if abandoned:
+        # Threads still in a plugin's forward pass cannot be stopped, and the interpreter would
+        # join them at exit: leave now, within the documented bound.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -8,6 +8,7 @@ given), then ``MODELPLEX_<SECTION>__<KEY>`` environment variables (for the
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -28,12 +29,58 @@ __all__ = [
 ]
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""What a model's served name may be."""
+
 MAX_INSTANCES = 64
 """Instances one model may have, over all its devices."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TLSSettings(_Strict):
+    """The ``[server.tls]`` table: serve TLS, or mutual TLS when ``client_ca_file`` is set.
+    The files are read again on SIGHUP (new connections get the new certificate)."""
+
+    cert_file: Path
+    """The server's certificate chain (PEM)."""
+    key_file: Path
+    """The server's private key (PEM)."""
+    client_ca_file: Path | None = None
+    """CA certificates (PEM) that client certificates must chain to: mutual TLS; a client
+    without a valid certificate is refused at the handshake."""
+
+
+class AuthSettings(_Strict):
+    """The ``[server.auth]`` table: bearer tokens (``authorization: Bearer <token>`` metadata).
+
+    A token file has one token a line: ``<token> <scope>[,<scope>]`` with the scopes
+    ``inference`` (every task's RPCs, reading the repository) and ``management``
+    (LoadModel, UnloadModel; it includes ``inference``); ``#`` starts a comment. With no
+    tokens configured, no call needs one. Health checks never need one."""
+
+    tokens_file: Path | None = None
+    """A token file (above); re-read on SIGHUP."""
+    tokens_env: str | None = None
+    """The name of an environment variable that holds tokens in the token-file format
+    (e.g. filled from a Kubernetes Secret)."""
+    allow_unauthenticated_management: bool = False
+    """Serve LoadModel/UnloadModel with no management token although the server listens
+    beyond loopback. Refused at start otherwise; a warning is logged when set."""
+
+
+class TracingSettings(_Strict):
+    """The ``[server.tracing]`` table: OpenTelemetry spans per RPC (needs ``modelplex[tracing]``)."""
+
+    enabled: bool = False
+    exporter: Literal["otlp", "console", "global"] = "otlp"
+    """``otlp`` (to ``endpoint``, or the OTEL_EXPORTER_OTLP_* environment), ``console``, or
+    ``global``: the tracer provider the embedding program installed."""
+    endpoint: str | None = None
+    """The OTLP collector, e.g. ``http://otel-collector:4317``."""
+    service_name: str = "modelplex"
 
 
 class ServerSettings(_Strict):
@@ -43,17 +90,46 @@ class ServerSettings(_Strict):
     """Interface to listen on; ``0.0.0.0`` for all."""
     port: int = Field(default=50051, ge=0, le=65535)
     """TCP port; 0 picks a free one (it is logged)."""
-    max_message_mb: float = Field(default=64.0, gt=0)
+    max_message_mb: float = Field(default=64.0, gt=0, le=2047)
     """Largest request or response message, in MiB; larger ones get RESOURCE_EXHAUSTED."""
     grace_period_s: float = Field(default=10.0, ge=0)
-    """On shutdown, how long in-flight calls may take to finish."""
+    """On shutdown, how long in-flight calls may take to finish. The process exits at most
+    ``shutdown_bound_s`` after it, even if a plugin's work has not returned."""
+    shutdown_bound_s: float = Field(default=5.0, ge=0, le=600)
+    """How long after the grace period the process waits for model work (a forward pass in a
+    plugin, which cannot be interrupted) before it exits anyway."""
     allow_runtime_loading: bool = True
     """Whether LoadModel and UnloadModel are served (FAILED_PRECONDITION when off)."""
     allow_download: bool = False
     """Whether pretrained weights missing from the local cache may be downloaded at load time."""
+    weights_roots: list[Path] = []
+    """Folders under which LoadModel may name checkpoint files at run time (symlinks resolved);
+    a path elsewhere is PERMISSION_DENIED. Empty: LoadModel may load by path from nowhere
+    (pretrained and random weights only). The config file's own models are not confined."""
+    max_models: int = Field(default=64, ge=1, le=10_000)
+    """Models loaded at once; LoadModel beyond it is RESOURCE_EXHAUSTED."""
     max_concurrent_rpcs: int | None = Field(default=None, gt=0)
     """Calls in progress at once before new ones get RESOURCE_EXHAUSTED; None for no limit."""
+    max_concurrent_streams: int | None = Field(default=1024, gt=0)
+    """Streaming calls in progress at once, over all models (RESOURCE_EXHAUSTED beyond)."""
+    max_streams_per_model: int | None = Field(default=256, gt=0)
+    """Streaming calls in progress at once on one model (RESOURCE_EXHAUSTED beyond)."""
+    max_stream_duration_s: float | None = Field(default=3600.0, gt=0)
+    """The longest a streaming call may last before it ends with DEADLINE_EXCEEDED."""
+    keepalive_time_s: float = Field(default=60.0, gt=0)
+    """How often the server pings an idle connection to find dead clients."""
+    max_connection_age_s: float | None = Field(default=None, gt=0)
+    """Close connections older than this (after ``max_connection_age_grace_s``), so that
+    clients behind an L4 balancer reconnect and spread over new replicas; None: never."""
+    max_connection_age_grace_s: float = Field(default=30.0, ge=0)
+    tls: TLSSettings | None = None
+    auth: AuthSettings = AuthSettings()
+    tracing: TracingSettings = TracingSettings()
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus metrics over HTTP on this port (on ``host``); None: off; 0 picks one."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (time, level, logger, message, and request fields)."""
 
 
 class PluginSettings(_Strict):
@@ -123,6 +199,17 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"{len(self.devices)} devices x {self.instances_per_device} instances_per_device = {total} "
                 f"instances; at most {MAX_INSTANCES} per model"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _safe_name(self) -> ModelConfig:
+        # Names reach logs, health service names and metric labels: no control characters,
+        # no path separators, no bidi overrides.
+        if not MODEL_NAME.fullmatch(self.served_name):
+            raise ValueError(
+                f"model name {self.served_name[:64]!r} must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                "starting with a letter or digit (set `name`)"
             )
         return self
 

@@ -86,3 +86,19 @@ def place(
         picked[chosen] = picked.get(chosen, 0) + 1
         out.extend([chosen] * instances_per_device)
     return out
+
+
+def available_bytes(device: str, inventory: DeviceInventory) -> int | None:
+    """Memory a new model may take on ``device`` now: free GPU memory, or the host's
+    MemAvailable for ``cpu``; None when unknown."""
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        return inventory.free_memory(index) or None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -28,6 +28,7 @@ STATUS_CODES: dict[type[errors.ModelplexError], grpc.StatusCode] = {
     errors.RuntimeLoadingDisabledError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
     errors.QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.InferenceError: grpc.StatusCode.INTERNAL,
 }

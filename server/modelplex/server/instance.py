@@ -71,9 +71,12 @@ class Instance:
             await self.run(build)
         except ModelplexError:
             raise
-        except Exception as e:  # a factory may fail in any way; say where
+        except Exception as e:  # a factory may fail in any way; say where (the details go to the log:
+            # an exception's text may quote a file the caller named)
             log.exception("loading %s on %s failed", ctx.model_name, self.device)
-            raise ModelLoadError(f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__}: {e}") from e
+            raise ModelLoadError(
+                f"loading {ctx.model_name!r} on {self.device} failed: {type(e).__name__} (details in the server log)"
+            ) from e
         finally:
             self.completed = 0
 

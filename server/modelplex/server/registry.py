@@ -11,7 +11,7 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +25,12 @@ from modelplex.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     ModelplexError,
+    QueueFullError,
     WeightsNotFoundError,
     WrongTaskError,
 )
 from modelplex.server.config import ModelConfig
-from modelplex.server.devices import DeviceInventory, place
+from modelplex.server.devices import DeviceInventory, available_bytes, place
 from modelplex.server.instance import Instance
 from modelplex.server.plugins import PluginSet
 from modelplex.server.runtimes.base import TaskRuntime
@@ -38,7 +39,7 @@ from modelplex.taskdef import TaskDefinition
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadedModel", "ModelRegistry", "ModelState", "Plan"]
+__all__ = ["LoadedModel", "ModelRegistry", "ModelState", "Plan", "looks_like_id"]
 
 
 class ModelState(enum.Enum):
@@ -83,8 +84,9 @@ class LoadedModel:
         return self.plan.task.id
 
 
-StateListener = Callable[[str, bool], None]
-"""Called with (model name, serving?) whenever a model becomes ready or stops serving."""
+StateListener = Callable[[str, bool | None], None]
+"""Called with (model name, serving?) whenever a model becomes ready or stops serving, and
+with None once it is gone (a failed load, or unloaded)."""
 
 
 class ModelRegistry:
@@ -166,7 +168,7 @@ class ModelRegistry:
                 raise ConfigError(f"{where}: {e}") from None
             weights = WeightsChoice(WeightsSource.PRETRAINED, allow_download=allow_download, id=config.weights.strip())
         missing = weights.source is WeightsSource.CHECKPOINT and weights.path is not None and not weights.path.exists()
-        if missing and spec.accepts_weight_ids and _looks_like_id(config.weights):
+        if missing and spec.accepts_weight_ids and looks_like_id(config.weights):
             weights = WeightsChoice(WeightsSource.PRETRAINED, allow_download=allow_download, id=config.weights.strip())
         elif missing:
             raise WeightsNotFoundError(
@@ -177,7 +179,24 @@ class ModelRegistry:
             devices = place(config.devices, config.instances_per_device, self.inventory)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+        self._check_memory(where, spec, variant, settings, devices)
         return Plan(name, config, spec, plugin, task, variant, weights, settings, task_settings, devices)
+
+    def _check_memory(
+        self, where: str, spec: ModelSpec, variant: Variant, settings: BaseModel, devices: Sequence[str]
+    ) -> None:
+        """Refuse, before building anything, a model whose estimate does not fit its devices."""
+        if spec.memory_estimate is None:
+            return
+        per_instance = int(spec.memory_estimate(variant, settings))
+        for device in sorted(set(devices)):
+            needed = per_instance * sum(d == device for d in devices)
+            available = available_bytes(device, self.inventory)
+            if available is not None and needed > available:
+                raise QueueFullError(
+                    f"{where}: needs about {needed / 2**30:.1f} GiB on {device} and {available / 2**30:.1f} GiB "
+                    "are free; unload a model, use fewer instances, or another device"
+                )
 
     async def load(self, config: ModelConfig) -> LoadedModel:
         """Plan and load a model; returns once it is READY. Raises ConfigError,
@@ -215,7 +234,7 @@ class ModelRegistry:
             model.runtime = plan.task.runtime(plan.name, model.instances, plan.task_settings)
         except BaseException as e:
             del self._models[plan.name]
-            self._on_state(plan.name, False)
+            self._on_state(plan.name, None)
             await asyncio.gather(*(inst.close() for inst in model.instances))
             if isinstance(e, ModelLoadError | ConfigError) or not isinstance(e, Exception):
                 raise
@@ -278,6 +297,7 @@ class ModelRegistry:
             await asyncio.gather(*(inst.close() for inst in model.instances))
         finally:
             del self._models[model.name]
+            self._on_state(model.name, None)
         log.info("model %r unloaded", model.name)
 
     async def close(self) -> None:
@@ -307,7 +327,7 @@ def _validate(
         raise ConfigError(f"{where}: {'; '.join(problems)}") from None
 
 
-def _looks_like_id(value: str) -> bool:
+def looks_like_id(value: str) -> bool:
     """``org/model``, not ``/abs``, ``./rel``, ``~/x`` or a weights file: what a hub id looks like."""
     v = value.strip()
     return (

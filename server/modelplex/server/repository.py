@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from grpc import aio
 from pydantic import ValidationError
 
-from modelplex.errors import ConfigError, RuntimeLoadingDisabledError
+from modelplex.errors import ConfigError, PermissionDeniedError, QueueFullError, RuntimeLoadingDisabledError
 from modelplex.server.config import ModelConfig
 from modelplex.server.grpc_errors import grpc_errors
 from modelplex.server.plugins import PluginReport, PluginSet, PluginState
-from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState
+from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState, looks_like_id
 from modelplex.specs import ModelSpec, WeightsSource
 from modelplex.taskdef import TaskDefinition
 from modelplex_client.pb import models_pb2 as pb
@@ -43,7 +45,8 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
     weights = plan.weights
     uri = {
         WeightsSource.PRETRAINED: weights.id or plan.variant.weights,
-        WeightsSource.CHECKPOINT: str(weights.path),
+        # The file's name only: the server's folder layout is not a caller's business.
+        WeightsSource.CHECKPOINT: weights.path.name if weights.path else "",
         WeightsSource.RANDOM: "",
     }[weights.source]
     info = pb.ModelInfo(
@@ -118,14 +121,30 @@ def _load_config(request: pb.LoadModelRequest, plugins: PluginSet) -> ModelConfi
         except KeyError as e:
             raise ConfigError(e.args[0]) from None
         for key, value in _task_settings(request.task_settings, task).items():
-            if key not in ModelConfig.model_fields:
-                fields[key] = value
+            if key in ModelConfig.model_fields:  # a task whose settings clash with the core's: say so
+                raise ConfigError(f"task_settings.{key} has the name of a model key; the task cannot take it")
+            fields[key] = value
     try:
         config = ModelConfig.model_validate(fields)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid LoadModel request: {problems}") from None
     return config
+
+
+def _confine(weights: str, roots: Sequence[Path]) -> None:
+    """A checkpoint path named at run time must lie under a weights root (symlinks resolved).
+    The answer does not depend on whether the path exists, so it tells a caller nothing
+    about the server's files."""
+    value = weights.strip()
+    if value in ("", "pretrained", "random") or looks_like_id(value):
+        return
+    path = Path(value).expanduser()
+    resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise PermissionDeniedError(
+            "LoadModel may name checkpoint paths only under the server's weights roots (server.weights_roots)"
+        )
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -155,9 +174,18 @@ def _task_settings(message: any_pb2.Any, task: TaskDefinition) -> dict[str, Any]
 
 
 class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
-    def __init__(self, registry: ModelRegistry, *, allow_runtime_loading: bool) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        allow_runtime_loading: bool,
+        weights_roots: Sequence[Path] = (),
+        max_models: int | None = None,
+    ) -> None:
         self._registry = registry
         self._allow_loading = allow_runtime_loading
+        self._roots = [Path(r).expanduser().resolve() for r in weights_roots]
+        self._max_models = max_models
 
     @grpc_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: aio.ServicerContext) -> pb.ListModelsResponse:
@@ -179,7 +207,11 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
     @grpc_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: aio.ServicerContext) -> pb.LoadModelResponse:
         self._check_allowed("LoadModel")
-        model = await self._registry.load(_load_config(request, self._registry.plugins))
+        config = _load_config(request, self._registry.plugins)
+        _confine(config.weights, self._roots)
+        if self._max_models is not None and len(self._registry.list()) >= self._max_models:
+            raise QueueFullError(f"{self._max_models} models are loaded (server.max_models); unload one first")
+        model = await self._registry.load(config)
         return pb.LoadModelResponse(model=model_info(model))
 
     @grpc_errors

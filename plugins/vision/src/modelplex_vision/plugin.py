@@ -52,8 +52,26 @@ def _variant(arch: Architecture, w: WeightsVariant) -> Variant:
     return Variant(name=w.name, weights=arch.weights_id(w.name), meta=meta, description=w.note)
 
 
+_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+_WIDEST_HEAD = 4096
+"""In-features of the widest classifier head of the catalog (VGG's): a head of other classes
+adds at most this many parameters a class."""
+
+
+def _memory_estimate(variant: Variant, settings: VisionSettings) -> int:
+    """An upper bound of one instance's parameters and buffers: the variant's, plus a head of
+    ``num_classes`` classes, with 25% for buffers and the allocator."""
+    meta = variant.meta
+    params = getattr(meta, "num_params", None) or 0
+    classes = settings.num_classes or (len(settings.labels) if settings.labels else 0)
+    base_classes = getattr(meta, "num_classes", None) or 0
+    params += max(0, classes - base_classes) * _WIDEST_HEAD
+    return int(params * _BYTES[settings.dtype] * 1.25)
+
+
 def _spec(arch: Architecture) -> ModelSpec:
     return ModelSpec(
+        memory_estimate=_memory_estimate,
         name=arch.name,
         task=Task.IMAGE_CLASSIFICATION,
         factory=partial(_build_classifier, arch),

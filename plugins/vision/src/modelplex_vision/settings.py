@@ -14,12 +14,12 @@ class VisionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    num_classes: int | None = Field(default=None, ge=1)
+    num_classes: int | None = Field(default=None, ge=1, le=100_000)
     """Outputs of the classifier head, for a checkpoint fine-tuned with another head than the
     variant's (1000 ImageNet classes). Labels are then ``class_0``, ``class_1``, ... unless
     ``labels`` names them. Defaults to ``len(labels)`` if given, else the variant's classes."""
 
-    labels: list[str] | None = Field(default=None, min_length=1)
+    labels: list[str] | None = Field(default=None, min_length=1, max_length=100_000)
     """Class names, by class index; replaces the variant's labels. Its length must equal
     ``num_classes`` when both are given."""
 

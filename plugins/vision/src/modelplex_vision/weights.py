@@ -6,6 +6,7 @@ Every path goes through torchvision's own builder, so the module is exactly the 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -21,6 +22,8 @@ from torchvision.models import WeightsEnum, get_model_builder
 
 from modelplex import ModelLoadError, WeightsNotFoundError
 from modelplex_vision.catalog import Architecture
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_from_checkpoint", "build_pretrained", "build_random", "hub_cache_file", "read_state_dict"]
 
@@ -114,14 +117,19 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             loaded: object = load_file(str(path), device="cpu")
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
+    # The messages never quote the file's content (callers of LoadModel see them); the
+    # reader's own words go to the server's log.
     except pickle.UnpicklingError as e:
+        log.warning("checkpoint %s: %s", path, e)
         raise ModelLoadError(
             f"checkpoint {path} holds more than tensors, and only plain state dicts are loaded "
-            f"(torch.load(weights_only=True)): {e}. Re-save just the weights: "
-            "torch.save(model.state_dict(), path)"
+            "(torch.load(weights_only=True)). Re-save just the weights: torch.save(model.state_dict(), path)"
         ) from e
     except Exception as e:  # torch.load and safetensors raise many types on a bad file
-        raise ModelLoadError(f"cannot read checkpoint {path}: {e}") from e
+        log.warning("checkpoint %s: %s: %s", path, type(e).__name__, e)
+        raise ModelLoadError(
+            f"cannot read checkpoint {path}: not a .safetensors file nor a torch.save file of tensors"
+        ) from e
     return _as_state_dict(loaded, path)
 
 

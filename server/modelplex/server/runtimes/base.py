@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -14,9 +16,45 @@ from modelplex.server.instance import Instance
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TaskRuntime", "inference_error"]
+__all__ = ["Distribution", "RuntimeStats", "TaskRuntime", "inference_error"]
 
 S = TypeVar("S", bound=BaseModel)
+
+
+class Distribution:
+    """Counts of observations in fixed buckets (cheap to update from any thread)."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = list(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self.counts[bisect.bisect_left(self.bounds, value)] += 1
+            self.total += value
+
+    def buckets(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` pairs and the sum, as Prometheus wants them."""
+        with self._lock:
+            counts, total = list(self.counts), self.total
+        out: list[tuple[str, float]] = []
+        running = 0.0
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out, total
+
+
+class RuntimeStats:
+    """What a runtime counts for the metrics: batches, queue waits, outputs."""
+
+    def __init__(self, output_unit: str = "responses") -> None:
+        self.output_unit = output_unit
+        self.outputs = 0
+        self.batch_sizes = Distribution((1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.queue_waits = Distribution((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
 
 
 class TaskRuntime(Generic[S]):
@@ -31,6 +69,10 @@ class TaskRuntime(Generic[S]):
         self.name = name
         self.instances = list(instances)
         self.settings = settings
+        self.stats = RuntimeStats(self.output_unit)
+
+    output_unit = "responses"
+    """What :attr:`RuntimeStats.outputs` counts (``"tokens"``, ``"images"``...)."""
 
     @property
     def max_batch_size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
@@ -21,6 +22,7 @@ from modelplex.errors import ModelNotReadyError, ModelplexError
 from modelplex.server.batching import BatchQueue, Pending, resolve
 from modelplex.server.instance import Instance
 from modelplex.server.runtimes.base import TaskRuntime, inference_error
+from modelplex.server.tracing import annotate
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +88,15 @@ class BatchingRuntime(TaskRuntime[BS], Generic[BS, J, R]):
         QueueFullError at once when the queue is full; the job is dropped unrun if the
         caller goes away or ``deadline`` (loop time) passes while it waits."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put(Pending(job, size, future, deadline))
+        pending = Pending(job, size, future, deadline)
+        self._queue.put(pending)
         try:
             return await future
         except asyncio.CancelledError:
             future.cancel()  # the worker skips it if it has not started
             raise
+        finally:
+            annotate(batch_size=pending.batch_size, queue_wait_ms=round(pending.waited * 1000, 3))
 
     @abstractmethod
     def run_batch(self, model: Any, jobs: Sequence[J]) -> Sequence[R | BaseException]:
@@ -104,6 +109,12 @@ class BatchingRuntime(TaskRuntime[BS], Generic[BS, J, R]):
         model = inst.model
         while (batch := self._queue.take(loop)) is not None:
             results: Sequence[Any]
+            now = time.monotonic()
+            slots = sum(p.size for p in batch)
+            for pending in batch:
+                pending.waited, pending.batch_size = now - pending.queued_at, slots
+                self.stats.queue_waits.observe(pending.waited)
+            self.stats.batch_sizes.observe(slots)
             inst.busy += 1
             try:
                 results = self.run_batch(model, [p.payload for p in batch])
@@ -116,4 +127,7 @@ class BatchingRuntime(TaskRuntime[BS], Generic[BS, J, R]):
             finally:
                 inst.busy -= 1
             inst.completed += 1
+            self.stats.outputs += sum(
+                p.size for p, r in zip(batch, results, strict=True) if not isinstance(r, BaseException)
+            )
             loop.call_soon_threadsafe(resolve, batch, results)

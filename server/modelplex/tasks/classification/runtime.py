@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from modelplex.errors import InvalidInputError, ModelplexError
 from modelplex.server.instance import Instance
@@ -33,6 +36,8 @@ class ClassifyJob:
 
 class ClassificationRuntime(BatchingRuntime[ClassificationSettings, ClassifyJob, Result]):
     """Classify requests, batched by image across callers; a request takes one slot per image."""
+
+    output_unit = "images"
 
     def __init__(self, name: str, instances: Sequence[Instance], settings: ClassificationSettings) -> None:
         super().__init__(name, instances, settings)
@@ -64,7 +69,26 @@ class ClassificationRuntime(BatchingRuntime[ClassificationSettings, ClassifyJob,
                 self._check_tensor(i, image)
             elif not image.data:
                 raise InvalidInputError(f"image {i} is empty: send the bytes of a JPEG, PNG, WebP or BMP file")
+            else:
+                self._check_size(i, image.data)
         return top_k or default
+
+    def _check_size(self, i: int, data: bytes) -> None:
+        """Refuse an image whose header announces more pixels than allowed, before decoding it.
+        A format Pillow does not know is left to the model's own ``preprocess``."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as header:  # reads the header only
+                width, height = header.size
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            return
+        limit = self.settings.max_image_pixels
+        if width * height > limit:
+            raise InvalidInputError(
+                f"image {i} is {width} x {height} = {width * height:,} pixels; model {self.name!r} takes at most "
+                f"{limit:,} (max_image_pixels)"
+            )
 
     def _check_tensor(self, i: int, t: RawTensor) -> None:
         if t.dtype != "float32":
@@ -79,6 +103,8 @@ class ClassificationRuntime(BatchingRuntime[ClassificationSettings, ClassifyJob,
             raise InvalidInputError(
                 f"image {i}: tensor data has {len(t.data)} bytes; shape {_shape_text(t.shape)} FLOAT32 needs {expected}"
             )
+        if not np.isfinite(np.frombuffer(t.data, dtype="<f4")).all():
+            raise InvalidInputError(f"image {i}: the tensor holds NaN or infinite values")
 
     async def classify(self, images: Sequence[Image], top_k: int, deadline: float | None = None) -> Result:
         """Classify ``images``; the result is one top-k list per image."""

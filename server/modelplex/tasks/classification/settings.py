@@ -15,3 +15,6 @@ class ClassificationSettings(BatchingSettings):
 
     max_images_per_request: int = Field(default=64, ge=1, le=100_000)
     """Images one Classify request may carry; more is INVALID_ARGUMENT."""
+    max_image_pixels: int = Field(default=40_000_000, ge=1, le=1_000_000_000)
+    """Width x height an encoded image may have, read from its header before anything is
+    decoded; more is INVALID_ARGUMENT (a small PNG can hold a huge image)."""

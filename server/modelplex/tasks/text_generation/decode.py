@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelplex.errors import ModelplexError
-from modelplex.server.runtimes.base import inference_error
+from modelplex.server.runtimes.base import RuntimeStats, inference_error
 from modelplex.server.runtimes.steps import StepSession
 from modelplex.tasks.text_generation.interface import NextToken, SamplingParams, TextGenerator
 from modelplex.tasks.text_generation.output import IncrementalDetokenizer, StopMatcher
@@ -105,8 +105,9 @@ Event = tuple[GenerationStream, GenerationChunk | BaseException]
 class Decoder:
     """The step, admit and release functions of one model's step scheduler."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, stats: RuntimeStats) -> None:
         self.name = name
+        self.stats = stats
 
     def step(
         self,
@@ -129,6 +130,7 @@ class Decoder:
             batch.append(s)
         if not batch:
             return events
+        self.stats.batch_sizes.observe(len(batch))
         try:
             tokens = model.step([s.sequence for s in batch])
             if len(tokens) != len(batch):
@@ -181,6 +183,7 @@ class Decoder:
     def _chunk(self, model: TextGenerator, s: GenerationStream, token: NextToken, now: float) -> GenerationChunk:
         assert s.detok is not None
         s.generated += 1
+        self.stats.outputs += 1
         if s.generated == 1:
             s.first_token_s = now - s.arrived
         logprobs = _logprobs(model, token, s.request.params)

@@ -63,12 +63,16 @@ MAX_STOP_LENGTH = 256
 """Characters in one stop sequence."""
 MAX_LOGPROBS = 20
 """Alternatives per token a request may ask for."""
+CHARS_PER_TOKEN = 32
+"""Characters per token of the context window a prompt may have, unless max_prompt_chars says."""
 TOKENIZE_THREADS = 2
 """Threads of a model's tokenizing executor, which tokenizes and checks prompts at submission."""
 
 
 class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
     """Validates requests, spreads them over the instances' lanes; the scheduler decodes."""
+
+    output_unit = "tokens"
 
     def __init__(self, name: str, instances: Sequence[Instance], settings: TextGenerationSettings) -> None:
         super().__init__(name, instances, settings)
@@ -77,7 +81,8 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         self.context_length = int(first.context_length)
         self.is_encoder_decoder = bool(first.is_encoder_decoder)
         self.max_new_tokens = settings.max_new_tokens
-        decoder = Decoder(name)
+        self.max_prompt_chars = settings.max_prompt_chars or self.context_length * CHARS_PER_TOKEN
+        decoder = Decoder(name, self.stats)
         self.scheduler: StepScheduler[GenerationStream] = StepScheduler(
             name,
             instances,
@@ -131,10 +136,15 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
     def validate(self, request: GenerationRequest) -> None:
         """Check the parameters; raise InvalidInputError naming the bad one and its range."""
         p = request.params
-        if not 1 <= request.max_new_tokens <= self.max_new_tokens:
+        if len(request.prompt) > self.max_prompt_chars:
             raise InvalidInputError(
-                f"max_new_tokens must be between 1 and {self.max_new_tokens} for model {self.name!r}, "
-                f"got {request.max_new_tokens}"
+                f"the prompt has {len(request.prompt):,} characters; model {self.name!r} takes at most "
+                f"{self.max_prompt_chars:,} (max_prompt_chars), before it is even tokenized"
+            )
+        if not 0 <= request.max_new_tokens <= self.max_new_tokens:
+            raise InvalidInputError(
+                f"max_new_tokens must be between 1 and {self.max_new_tokens} for model {self.name!r} "
+                f"(0 means {self.max_new_tokens}), got {request.max_new_tokens}"
             )
         if not math.isfinite(p.temperature) or p.temperature < 0:
             raise InvalidInputError(f"temperature must be >= 0 (0 is greedy), got {p.temperature}")
@@ -218,6 +228,7 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         ids = future.result()
         stream.prompt_ids = ids
         stream.prompt_tokens = len(ids)
-        stream.limit = min(stream.request.max_new_tokens, self._room(len(ids)))
+        wanted = stream.request.max_new_tokens or self.max_new_tokens  # 0: the model's limit
+        stream.limit = min(wanted, self._room(len(ids)))
         if not self.scheduler.enqueue(stream) and not stream.done:
             stream.put(stream.cancelled_chunk(), final=True)
