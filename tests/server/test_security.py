@@ -147,3 +147,34 @@ def test_a_network_bind_with_open_management_is_refused_at_start(tmp_path):
     tokens.write_text(f"{MANAGEMENT_TOKEN} management\n")
     with running_server({"server": {"host": "0.0.0.0", "auth": {"tokens_file": str(tokens)}}}):
         pass
+
+
+def test_reload_reads_new_certificates_and_tokens(pki, tmp_path):
+    """What SIGHUP does (ModelServer.reload): a new certificate for new connections, new tokens."""
+    other_ca = trustme.CA()
+    other = other_ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.write_bytes(pki["cert"].read_bytes())
+    key.write_bytes(pki["key"].read_bytes())
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{INFERENCE_TOKEN} inference\n")
+    config = {
+        "models": [probe_model()],
+        "server": {"tls": {"cert_file": str(cert), "key_file": str(key)}, "auth": {"tokens_file": str(tokens)}},
+    }
+    new_token = "a-new-token-after-reload"
+    with running_server(config, extra_plugins=PLUGINS) as server:
+        trusts_new = grpc.ssl_channel_credentials(root_certificates=other_ca.cert_pem.bytes())
+        with grpc.secure_channel(server.address, trusts_new) as channel:
+            assert _code(lambda: _classify(channel, (("authorization", f"Bearer {new_token}"),))) == (
+                grpc.StatusCode.UNAVAILABLE  # the old certificate: not trusted by this client
+            )
+        other.private_key_pem.write_to_path(str(key))
+        cert.write_bytes(b"".join(blob.bytes() for blob in other.cert_chain_pems))
+        tokens.write_text(f"{new_token} inference\n")
+        server.server.reload()
+        with grpc.secure_channel(server.address, trusts_new) as channel:
+            assert _classify(channel, (("authorization", f"Bearer {new_token}"),)).results
+            assert _code(lambda: _classify(channel, (("authorization", f"Bearer {INFERENCE_TOKEN}"),))) == (
+                grpc.StatusCode.UNAUTHENTICATED
+            )
