@@ -57,5 +57,5 @@ def test_generate_json_prints_one_chunk_per_line(address, capsys):
 
 
 def test_generate_reports_a_bad_request(address, capsys):
-    assert main(["generate", "hello", "--model", "gpt2", "--server", address, "--max-new-tokens", "0"]) == 1
+    assert main(["generate", "hello", "--model", "gpt2", "--server", address, "--max-new-tokens", "-1"]) == 1
     assert "INVALID_ARGUMENT: max_new_tokens must be between 1 and 512" in capsys.readouterr().err

@@ -135,23 +135,39 @@ def test_a_huge_prompt_is_refused_before_it_is_tokenized():
         assert client.complete("hello", model="gpt2", max_new_tokens=1).usage.completion_tokens == 1
 
 
-def test_stream_limits_and_duration():
+def test_streams_per_model_are_limited():
     from text_models import text_model
 
-    config = {
-        "models": [text_model("gpt2", "gpt2", "gpt2")],
-        "server": {"max_streams_per_model": 1, "max_stream_duration_s": 0.5},
-    }
+    config = {"models": [text_model("gpt2", "gpt2", "gpt2")], "server": {"max_streams_per_model": 1}}
     with running_server(config) as s, Client(s.address, timeout=60) as client:
         first = client.generate("hello", model="gpt2", max_new_tokens=100)
         next(first)
         code, details = _code(lambda: list(client.generate("hello", model="gpt2", max_new_tokens=2)))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_streams_per_model" in details
         first.close()
-        # A stream whose client reads slowly enough outlives max_stream_duration_s and is ended.
-        slow = client.generate("hello", model="gpt2", max_new_tokens=100)
-        code, details = _code(lambda: [__import__("time").sleep(0.05) for _ in slow])
-        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "maximum duration" in details
+
+
+def test_a_stream_past_its_maximum_duration_is_ended():
+    import time
+
+    from text_models import text_model
+
+    config = {"models": [text_model("gpt2", "gpt2", "gpt2")], "server": {"max_stream_duration_s": 0.5}}
+    with running_server(config) as s, Client(s.address, timeout=60) as client:
+        generator = s.server.registry.describe("gpt2").instances[0].model
+        step = generator.step
+
+        def slow_step(sequences):  # type: ignore[no-untyped-def]
+            time.sleep(0.05)  # 100 tokens take at least 5 s: ten times the maximum
+            return step(sequences)
+
+        generator.step = slow_step
+        try:
+            code, details = _code(lambda: list(client.generate("hello", model="gpt2", max_new_tokens=100)))
+        finally:
+            del generator.step
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "maximum duration of 0.5 s" in details
+        assert client.complete("hello", model="gpt2", max_new_tokens=2).usage.completion_tokens == 2
 
 
 def test_metrics_are_scraped_after_calls():

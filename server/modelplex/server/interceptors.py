@@ -205,7 +205,7 @@ class RequestInterceptor(aio.ServerInterceptor):
                 await context.abort(
                     code, f"the stream passed its maximum duration of {self.policy.max_stream_duration_s:g} s"
                 )
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):  # the client went away mid-stream
                 code = grpc.StatusCode.CANCELLED
                 raise
             except BaseException:

@@ -20,7 +20,7 @@ def _sample(channel: Any, model: str) -> None:
 
 def _invalid(channel: Any, model: str) -> None:
     pb_grpc.TextGenerationStub(channel).Complete(
-        pb.CompleteRequest(model=model, prompt="hello", max_new_tokens=0), timeout=60
+        pb.CompleteRequest(model=model, prompt="hello", max_new_tokens=-1), timeout=60
     )
 
 
