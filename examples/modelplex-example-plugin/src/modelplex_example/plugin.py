@@ -1,12 +1,14 @@
 """Registers `dominant-color`: a torch module and its labels; modelplex's kit does the rest
 (device, checkpoint, preprocessing, batching, top-k, unload). No torch import at registration."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelplex import ImagePreprocessing, LoadContext, hookimpl
 from modelplex.kit import torch_classifier
+
+LABELS = ("red", "green", "blue")
+# Images are resized to 32 x 32, scaled to [0, 1], not normalised.
+PRE = ImagePreprocessing(crop_size=32, resize_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 class ColorSettings(BaseModel):
@@ -24,15 +26,4 @@ def build(ctx: LoadContext[ColorSettings]):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_models(register):  # type: ignore[no-untyped-def]
-    # Images are resized to 32 x 32, scaled to [0, 1], not normalised.
-    pre = ImagePreprocessing(crop_size=32, resize_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    register(
-        torch_classifier(
-            "dominant-color",
-            build,
-            labels=("red", "green", "blue"),
-            preprocessing=pre,
-            settings=ColorSettings,
-            description="Which of red, green and blue dominates the image.",
-        )
-    )
+    register(torch_classifier("dominant-color", build, labels=LABELS, preprocessing=PRE, settings=ColorSettings))
