@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import logging
 import os
 import signal
@@ -97,6 +98,7 @@ async def serve(config: Config) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `modelplex serve`; once the server has run, this ends the process (see below)."""
     args = parser().parse_args(argv)
     try:
         config = config_from_args(args)
@@ -105,20 +107,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(config.server.log_level, config.server.log_format)
     try:
-        abandoned = asyncio.run(serve(config))
+        asyncio.run(serve(config))
     except ModelplexError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"modelplex: {e}", file=sys.stderr)
         return 1
-    if abandoned:
-        # Threads still in a plugin's forward pass cannot be stopped, and the interpreter would
-        # join them at exit: leave now, within the documented bound.
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
+    # Leave now rather than through the interpreter's own shutdown, which tears down torch and
+    # every module for seconds (measured 3-5 s, docs/reliability.md), past the shutdown bound.
+    # atexit handlers still run (they clean up temporary files); threads are not joined, so a
+    # plugin's forward pass still running (``abandoned``) does not hold the exit either.
+    _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """Run the atexit handlers, flush, and end the process without the interpreter's teardown."""
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

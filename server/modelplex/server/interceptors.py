@@ -81,7 +81,8 @@ class _Call:
 
     def saw(self, request: Any, known: set[str]) -> None:
         if self.messages == 0 and not self.model:
-            model = getattr(request, "model", "")
+            # modelplex's requests name it `model`; the Open Inference Protocol's `model_name`.
+            model = getattr(request, "model", "") or getattr(request, "model_name", "")
             # Only names of served models become labels: callers cannot grow the series.
             self.model = model if isinstance(model, str) and model in known else ("unknown" if model else "")
             rid = getattr(request, "request_id", "")
