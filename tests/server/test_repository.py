@@ -159,3 +159,13 @@ def test_server_health_is_not_serving_until_its_models_are_loaded():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         PROBES.clear()
+
+
+def test_model_info_carries_the_models_counters(probe_server):
+    server = probe_server(probe_model())
+    with Client(server.address) as client:
+        client.classify([b"\x01", b"\x02", b"\x03"], model="probe")
+        client.classify([b"\x01"], model="probe")
+        stats = client.get_model("probe").stats
+    assert (stats.outputs, stats.output_unit, stats.batches, stats.active, stats.queued) == (4, "images", 2, 0, 0)
+    assert stats.mean_batch_size == 2.0 and stats.mean_queue_wait_ms >= 0

@@ -69,6 +69,21 @@ def model_info(model: LoadedModel) -> pb.ModelInfo:
     extra = model.runtime.info() if model.runtime else None
     if extra is not None:
         info.task_info.Pack(extra)
+    if model.runtime is not None:
+        runtime, stats = model.runtime, model.runtime.stats
+        batches, mean_batch = stats.batch_sizes.count_and_mean()
+        _, mean_wait = stats.queue_waits.count_and_mean()
+        info.stats.CopyFrom(
+            pb.ModelStats(
+                active=runtime.active(),
+                queued=getattr(runtime, "queued", 0),
+                outputs=stats.outputs,
+                output_unit=stats.output_unit,
+                batches=batches,
+                mean_batch_size=mean_batch,
+                mean_queue_wait_ms=mean_wait * 1000,
+            )
+        )
     return info
 
 

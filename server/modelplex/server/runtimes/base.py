@@ -35,6 +35,11 @@ class Distribution:
             self.counts[bisect.bisect_left(self.bounds, value)] += 1
             self.total += value
 
+    def count_and_mean(self) -> tuple[int, float]:
+        with self._lock:
+            count = sum(self.counts)
+            return count, (self.total / count if count else 0.0)
+
     def buckets(self) -> tuple[list[tuple[str, float]], float]:
         """Cumulative ``(le, count)`` pairs and the sum, as Prometheus wants them."""
         with self._lock:

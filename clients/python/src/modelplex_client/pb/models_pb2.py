@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19modelplex/v1/models.proto\x12\x0cmodelplex.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\"C\n\x07Weights\x12+\n\x06source\x18\x01 \x01(\x0e\x32\x1b.modelplex.v1.WeightsSource\x12\x0b\n\x03uri\x18\x02 \x01(\t\"U\n\x0cInstanceInfo\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x03\"\xe7\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x0e \x01(\t\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.modelplex.v1.ModelState\x12&\n\x07weights\x18\x07 \x01(\x0b\x32\x15.modelplex.v1.Weights\x12-\n\tinstances\x18\x08 \x03(\x0b\x32\x1a.modelplex.v1.InstanceInfo\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x16\n\x0emax_batch_size\x18\x0b \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\'\n\ttask_info\x18\x0f \x01(\x0b\x32\x14.google.protobuf.AnyJ\x04\x08\x05\x10\x06J\x04\x08\n\x10\x0bJ\x04\x08\r\x10\x0eR\x0bnum_classesR\x0binput_shape\"\'\n\x11ListModelsRequest\x12\x0c\n\x04task\x18\x02 \x01(\tJ\x04\x08\x01\x10\x02\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelplex.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelplex.v1.ModelInfo\"\x9f\x02\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0f\n\x07weights\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x1c\n\x14instances_per_device\x18\x06 \x01(\x05\x12)\n\x08settings\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rsettings_json\x18\n \x01(\t\x12+\n\rtask_settings\x18\x0b \x01(\x0b\x32\x14.google.protobuf.AnyJ\x04\x08\x08\x10\tJ\x04\x08\t\x10\nR\x0emax_batch_sizeR\x12max_batch_delay_ms\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelplex.v1.ModelInfo\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x14\n\x12ListPluginsRequest\"D\n\x0bVariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nis_default\x18\x03 \x01(\x08\"n\n\x08SpecInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x08variants\x18\x04 \x03(\x0b\x32\x19.modelplex.v1.VariantInfoJ\x04\x08\x02\x10\x03\"\xc8\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.modelplex.v1.PluginState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12%\n\x05specs\x18\x06 \x03(\x0b\x32\x16.modelplex.v1.SpecInfo\x12%\n\x05tasks\x18\x07 \x03(\x0b\x32\x16.modelplex.v1.TaskInfo\"=\n\x08TaskInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08services\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"@\n\x13ListPluginsResponse\x12)\n\x07plugins\x18\x01 \x03(\x0b\x32\x18.modelplex.v1.PluginInfo*\x88\x01\n\rWeightsSource\x12\x1e\n\x1aWEIGHTS_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WEIGHTS_SOURCE_PRETRAINED\x10\x01\x12\x1d\n\x19WEIGHTS_SOURCE_CHECKPOINT\x10\x02\x12\x19\n\x15WEIGHTS_SOURCE_RANDOM\x10\x03*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x04*w\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLUGIN_STATE_ACTIVE\x10\x01\x12\x17\n\x13PLUGIN_STATE_BROKEN\x10\x02\x12\x18\n\x14PLUGIN_STATE_SKIPPED\x10\x03\x32\xa3\x03\n\x0fModelRepository\x12O\n\nListModels\x12\x1f.modelplex.v1.ListModelsRequest\x1a .modelplex.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.modelplex.v1.GetModelRequest\x1a\x1e.modelplex.v1.GetModelResponse\x12L\n\tLoadModel\x12\x1e.modelplex.v1.LoadModelRequest\x1a\x1f.modelplex.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .modelplex.v1.UnloadModelRequest\x1a!.modelplex.v1.UnloadModelResponse\x12R\n\x0bListPlugins\x12 .modelplex.v1.ListPluginsRequest\x1a!.modelplex.v1.ListPluginsResponseBa\n\x10\x64\x65v.modelplex.v1B\x0bModelsProtoP\x01Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19modelplex/v1/models.proto\x12\x0cmodelplex.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\"C\n\x07Weights\x12+\n\x06source\x18\x01 \x01(\x0e\x32\x1b.modelplex.v1.WeightsSource\x12\x0b\n\x03uri\x18\x02 \x01(\t\"U\n\x0cInstanceInfo\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x05\x12\x11\n\tcompleted\x18\x04 \x01(\x03\"\x90\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x0e\n\x06plugin\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x0c\n\x04task\x18\x0e \x01(\t\x12\'\n\x05state\x18\x06 \x01(\x0e\x32\x18.modelplex.v1.ModelState\x12&\n\x07weights\x18\x07 \x01(\x0b\x32\x15.modelplex.v1.Weights\x12-\n\tinstances\x18\x08 \x03(\x0b\x32\x1a.modelplex.v1.InstanceInfo\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x16\n\x0emax_batch_size\x18\x0b \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\'\n\ttask_info\x18\x0f \x01(\x0b\x32\x14.google.protobuf.Any\x12\'\n\x05stats\x18\x10 \x01(\x0b\x32\x18.modelplex.v1.ModelStatsJ\x04\x08\x05\x10\x06J\x04\x08\n\x10\x0bJ\x04\x08\r\x10\x0eR\x0bnum_classesR\x0binput_shape\"\x98\x01\n\nModelStats\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x03\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x0f\n\x07outputs\x18\x03 \x01(\x03\x12\x13\n\x0boutput_unit\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x17\n\x0fmean_batch_size\x18\x06 \x01(\x01\x12\x1a\n\x12mean_queue_wait_ms\x18\x07 \x01(\x01\"\'\n\x11ListModelsRequest\x12\x0c\n\x04task\x18\x02 \x01(\tJ\x04\x08\x01\x10\x02\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelplex.v1.ModelInfo\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelplex.v1.ModelInfo\"\x9f\x02\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\t\x12\x0f\n\x07variant\x18\x03 \x01(\t\x12\x0f\n\x07weights\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x1c\n\x14instances_per_device\x18\x06 \x01(\x05\x12)\n\x08settings\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rsettings_json\x18\n \x01(\t\x12+\n\rtask_settings\x18\x0b \x01(\x0b\x32\x14.google.protobuf.AnyJ\x04\x08\x08\x10\tJ\x04\x08\t\x10\nR\x0emax_batch_sizeR\x12max_batch_delay_ms\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelplex.v1.ModelInfo\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x14\n\x12ListPluginsRequest\"D\n\x0bVariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nis_default\x18\x03 \x01(\x08\"n\n\x08SpecInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12+\n\x08variants\x18\x04 \x03(\x0b\x32\x19.modelplex.v1.VariantInfoJ\x04\x08\x02\x10\x03\"\xc8\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.modelplex.v1.PluginState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12%\n\x05specs\x18\x06 \x03(\x0b\x32\x16.modelplex.v1.SpecInfo\x12%\n\x05tasks\x18\x07 \x03(\x0b\x32\x16.modelplex.v1.TaskInfo\"=\n\x08TaskInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08services\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"@\n\x13ListPluginsResponse\x12)\n\x07plugins\x18\x01 \x03(\x0b\x32\x18.modelplex.v1.PluginInfo*\x88\x01\n\rWeightsSource\x12\x1e\n\x1aWEIGHTS_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19WEIGHTS_SOURCE_PRETRAINED\x10\x01\x12\x1d\n\x19WEIGHTS_SOURCE_CHECKPOINT\x10\x02\x12\x19\n\x15WEIGHTS_SOURCE_RANDOM\x10\x03*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x19\n\x15MODEL_STATE_UNLOADING\x10\x04*w\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLUGIN_STATE_ACTIVE\x10\x01\x12\x17\n\x13PLUGIN_STATE_BROKEN\x10\x02\x12\x18\n\x14PLUGIN_STATE_SKIPPED\x10\x03\x32\xa3\x03\n\x0fModelRepository\x12O\n\nListModels\x12\x1f.modelplex.v1.ListModelsRequest\x1a .modelplex.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.modelplex.v1.GetModelRequest\x1a\x1e.modelplex.v1.GetModelResponse\x12L\n\tLoadModel\x12\x1e.modelplex.v1.LoadModelRequest\x1a\x1f.modelplex.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .modelplex.v1.UnloadModelRequest\x1a!.modelplex.v1.UnloadModelResponse\x12R\n\x0bListPlugins\x12 .modelplex.v1.ListPluginsRequest\x1a!.modelplex.v1.ListPluginsResponseBa\n\x10\x64\x65v.modelplex.v1B\x0bModelsProtoP\x01Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,46 +34,48 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelplex.v1.models_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.modelplex.v1B\013ModelsProtoP\001Z>github.com/modelplex/modelplex/gen/go/modelplex/v1;modelplexv1'
-  _globals['_WEIGHTSSOURCE']._serialized_start=1764
-  _globals['_WEIGHTSSOURCE']._serialized_end=1900
-  _globals['_MODELSTATE']._serialized_start=1903
-  _globals['_MODELSTATE']._serialized_end=2043
-  _globals['_PLUGINSTATE']._serialized_start=2045
-  _globals['_PLUGINSTATE']._serialized_end=2164
+  _globals['_WEIGHTSSOURCE']._serialized_start=1960
+  _globals['_WEIGHTSSOURCE']._serialized_end=2096
+  _globals['_MODELSTATE']._serialized_start=2099
+  _globals['_MODELSTATE']._serialized_end=2239
+  _globals['_PLUGINSTATE']._serialized_start=2241
+  _globals['_PLUGINSTATE']._serialized_end=2360
   _globals['_WEIGHTS']._serialized_start=100
   _globals['_WEIGHTS']._serialized_end=167
   _globals['_INSTANCEINFO']._serialized_start=169
   _globals['_INSTANCEINFO']._serialized_end=254
   _globals['_MODELINFO']._serialized_start=257
-  _globals['_MODELINFO']._serialized_end=616
-  _globals['_LISTMODELSREQUEST']._serialized_start=618
-  _globals['_LISTMODELSREQUEST']._serialized_end=657
-  _globals['_LISTMODELSRESPONSE']._serialized_start=659
-  _globals['_LISTMODELSRESPONSE']._serialized_end=720
-  _globals['_GETMODELREQUEST']._serialized_start=722
-  _globals['_GETMODELREQUEST']._serialized_end=754
-  _globals['_GETMODELRESPONSE']._serialized_start=756
-  _globals['_GETMODELRESPONSE']._serialized_end=814
-  _globals['_LOADMODELREQUEST']._serialized_start=817
-  _globals['_LOADMODELREQUEST']._serialized_end=1104
-  _globals['_LOADMODELRESPONSE']._serialized_start=1106
-  _globals['_LOADMODELRESPONSE']._serialized_end=1165
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1167
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1202
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1204
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1225
-  _globals['_LISTPLUGINSREQUEST']._serialized_start=1227
-  _globals['_LISTPLUGINSREQUEST']._serialized_end=1247
-  _globals['_VARIANTINFO']._serialized_start=1249
-  _globals['_VARIANTINFO']._serialized_end=1317
-  _globals['_SPECINFO']._serialized_start=1319
-  _globals['_SPECINFO']._serialized_end=1429
-  _globals['_PLUGININFO']._serialized_start=1432
-  _globals['_PLUGININFO']._serialized_end=1632
-  _globals['_TASKINFO']._serialized_start=1634
-  _globals['_TASKINFO']._serialized_end=1695
-  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1697
-  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1761
-  _globals['_MODELREPOSITORY']._serialized_start=2167
-  _globals['_MODELREPOSITORY']._serialized_end=2586
+  _globals['_MODELINFO']._serialized_end=657
+  _globals['_MODELSTATS']._serialized_start=660
+  _globals['_MODELSTATS']._serialized_end=812
+  _globals['_LISTMODELSREQUEST']._serialized_start=814
+  _globals['_LISTMODELSREQUEST']._serialized_end=853
+  _globals['_LISTMODELSRESPONSE']._serialized_start=855
+  _globals['_LISTMODELSRESPONSE']._serialized_end=916
+  _globals['_GETMODELREQUEST']._serialized_start=918
+  _globals['_GETMODELREQUEST']._serialized_end=950
+  _globals['_GETMODELRESPONSE']._serialized_start=952
+  _globals['_GETMODELRESPONSE']._serialized_end=1010
+  _globals['_LOADMODELREQUEST']._serialized_start=1013
+  _globals['_LOADMODELREQUEST']._serialized_end=1300
+  _globals['_LOADMODELRESPONSE']._serialized_start=1302
+  _globals['_LOADMODELRESPONSE']._serialized_end=1361
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1363
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1398
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1400
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1421
+  _globals['_LISTPLUGINSREQUEST']._serialized_start=1423
+  _globals['_LISTPLUGINSREQUEST']._serialized_end=1443
+  _globals['_VARIANTINFO']._serialized_start=1445
+  _globals['_VARIANTINFO']._serialized_end=1513
+  _globals['_SPECINFO']._serialized_start=1515
+  _globals['_SPECINFO']._serialized_end=1625
+  _globals['_PLUGININFO']._serialized_start=1628
+  _globals['_PLUGININFO']._serialized_end=1828
+  _globals['_TASKINFO']._serialized_start=1830
+  _globals['_TASKINFO']._serialized_end=1891
+  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1893
+  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1957
+  _globals['_MODELREPOSITORY']._serialized_start=2363
+  _globals['_MODELREPOSITORY']._serialized_end=2782
 # @@protoc_insertion_point(module_scope)

@@ -65,7 +65,7 @@ class InstanceInfo(_message.Message):
     def __init__(self, device: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., busy: _Optional[int] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "spec", "plugin", "variant", "task", "state", "weights", "instances", "error", "max_batch_size", "description", "task_info")
+    __slots__ = ("name", "spec", "plugin", "variant", "task", "state", "weights", "instances", "error", "max_batch_size", "description", "task_info", "stats")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class ModelInfo(_message.Message):
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TASK_INFO_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: str
     plugin: str
@@ -90,7 +91,26 @@ class ModelInfo(_message.Message):
     max_batch_size: int
     description: str
     task_info: _any_pb2.Any
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., plugin: _Optional[str] = ..., variant: _Optional[str] = ..., task: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., error: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., description: _Optional[str] = ..., task_info: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    stats: ModelStats
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., plugin: _Optional[str] = ..., variant: _Optional[str] = ..., task: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., weights: _Optional[_Union[Weights, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., error: _Optional[str] = ..., max_batch_size: _Optional[int] = ..., description: _Optional[str] = ..., task_info: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., stats: _Optional[_Union[ModelStats, _Mapping]] = ...) -> None: ...
+
+class ModelStats(_message.Message):
+    __slots__ = ("active", "queued", "outputs", "output_unit", "batches", "mean_batch_size", "mean_queue_wait_ms")
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_UNIT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_QUEUE_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    active: int
+    queued: int
+    outputs: int
+    output_unit: str
+    batches: int
+    mean_batch_size: float
+    mean_queue_wait_ms: float
+    def __init__(self, active: _Optional[int] = ..., queued: _Optional[int] = ..., outputs: _Optional[int] = ..., output_unit: _Optional[str] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., mean_queue_wait_ms: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("task",)
