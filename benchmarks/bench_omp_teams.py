@@ -13,7 +13,7 @@ thread, in rounds:
   CPU model or instance in a modelplex server, idle);
 * while another live thread has run one forward after torch.set_num_threads(1) there.
 
-    python benchmarks/bench_omp_teams.py [--threads 2] [--rounds 4]
+    python benchmarks/bench_omp_teams.py [--threads 2] [--rounds 4] [--quick]
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--forwards", type=int, default=20, help="timed forwards per configuration per round")
+    p.add_argument("--quick", action="store_true", help="2 rounds of 5 forwards")
     c.add_run_arguments(p)
     args = p.parse_args()
+    if args.quick:
+        args.rounds, args.forwards = 2, 5
 
     import torch
     import torchvision
@@ -85,6 +88,7 @@ def main() -> int:
     }
     results: dict[str, list[float]] = {k: [] for k in configs}
     monitor = c.NoiseMonitor(max_wait=args.wait_quiet)
+    monitor.start()
     for _ in range(args.rounds):
         for key, value in monitor.guard(lambda: {name: run() for name, run in configs.items()}).items():
             results[key].append(value)
@@ -102,19 +106,9 @@ def main() -> int:
             + c.table(["configuration", "median of round p50s, ms", "vs alone", "each round's p50, ms"], rows)
         )
     )
-    print(report)
-    if not args.no_write:
-        path = c.write_results(
-            "omp-teams",
-            {
-                "machine": c.machine_info(args.threads),
-                "args": vars(args),
-                "p50_ms": results,
-                "noise": noise,
-                "markdown": report,
-            },
-        )
-        print(f"\nresults: {path.relative_to(c.ROOT)}", file=sys.stderr)
+    c.finish(
+        "omp-teams", args, report, {"machine": c.machine_info((), args.threads), "p50_ms": results, "noise": noise}
+    )
     return 0
 
 

@@ -49,25 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
 SHAPE = (3, 224, 224)
-PEERS = {
-    "batch1_ratio_vs_in_process": [1.22, 1.57],
-    "best_req_s_8_in_flight": 27,
-    "modelplex_target_ratio": 1.06,
-    "modelplex_target_req_s": 1.5 * 27,
-}
 
 
-def config_toml(batch: int) -> str:
-    return f"""[server]
-log_level = "warning"
-
-[[models]]
-spec = "resnet18"
-name = "resnet18-b{batch}"
-weights = "random"
-devices = ["cpu"]
-max_batch_size = {batch}
-"""
+def entry(batch: int) -> dict[str, Any]:
+    return {"spec": "resnet18", "name": f"resnet18-b{batch}", "weights": "random", "devices": ["cpu"],
+            "max_batch_size": batch}  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -99,35 +85,20 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     import grpc
-    import numpy as np
     import torch
     from echo_server import METHOD, SINK
 
-    from modelplex.tasks import RawTensor
     from modelplex_client import Client
     from modelplex_client._requests import channel_options
-    from modelplex_client.pb import common_pb2
-    from modelplex_client.pb import image_classification_pb2 as pb
     from modelplex_client.pb import image_classification_pb2_grpc as pb_grpc
 
-    torch.set_num_threads(args.torch_threads)
-    array = np.random.default_rng(0).standard_normal(SHAPE, dtype=np.float32)
-    raw = RawTensor(SHAPE, "float32", array.tobytes())
     batched = f"resnet18-b{args.batch_size}"
-    request = pb.ClassifyRequest(
-        model=batched,
-        images=[
-            pb.Image(tensor=common_pb2.Tensor(shape=list(SHAPE), dtype=common_pb2.DATA_TYPE_FLOAT32, data=raw.data))
-        ],
-    )
-    payload = b"x" * request.ByteSize()
+    array, raw, request, payload = c.classify_inputs(SHAPE, batched, args.torch_threads)
     options = channel_options(64)
 
     with c.workdir() as wd:
         print("loading resnet18 in this process and in the servers ...", file=sys.stderr)
-        model = c.build_in_process(
-            {"spec": "resnet18", "weights": "random", "devices": ["cpu"], "max_batch_size": args.batch_size}
-        )
+        model = c.build_in_process(entry(args.batch_size))
         net = model._model  # the torchvision module the plugin built
         x = model.preprocess(raw)
 
@@ -137,8 +108,10 @@ def main() -> int:
 
         with (
             c.echo_server(wd) as echo,
-            c.modelplex_server(wd, config_toml(args.batch_size), torch_threads=args.torch_threads) as server,
-            c.modelplex_server(wd, config_toml(1), torch_threads=args.torch_threads, name="modelplex-b1") as server1,
+            c.modelplex_server(wd, c.config_toml(entry(args.batch_size)), torch_threads=args.torch_threads) as server,
+            c.modelplex_server(
+                wd, c.config_toml(entry(1)), torch_threads=args.torch_threads, name="modelplex-b1"
+            ) as server1,
         ):
             echo_channel = grpc.insecure_channel(echo.address, options=options)
             echo_call = echo_channel.unary_unary(METHOD)
@@ -151,11 +124,7 @@ def main() -> int:
             assert len(client.classify([array], model=batched)[0]) == 5
             assert echo_call(payload) == payload
             monitor = c.NoiseMonitor(max_wait=args.wait_quiet)
-            monitor.add(server.pid)
-            monitor.add(server1.pid)
-            monitor.add(echo.pid)
-            quiet = c.wait_for_quiet(args.wait_quiet, pids=monitor.pids) if args.wait_quiet else None
-            monitor.restart()  # the noise figures cover the measurement, not the wait
+            monitor.start(echo, server, server1)
 
             blocks = {
                 "echo floor, 602 KB each way": c.sync_block(lambda: echo_call(payload)),
@@ -165,7 +134,7 @@ def main() -> int:
                 "in-process direct: preprocess + classify": c.sync_block(
                     lambda: model.classify([model.preprocess(raw)], 5)
                 ),
-                "in-process direct, each after a 602 KB echo (cold)": c.between_block(
+                "in-process direct, each after a 602 KB echo (cold)": c.sync_block(
                     lambda: model.classify([model.preprocess(raw)], 5), lambda: sink_call(payload)
                 ),
                 "in-process torchvision forward only": c.sync_block(forward),
@@ -208,24 +177,19 @@ def main() -> int:
             echo_channel.close()
 
     report = build_report(sequential, throughput, ceiling, args, noise)
-    print(report)
-    if not args.no_write:
-        path = c.write_results(
-            "resnet18",
-            {
-                "machine": c.machine_info(args.torch_threads),
-                "args": vars(args),
-                "request_bytes": request.ByteSize(),
-                "sequential_us": sequential,
-                "in_process_ceiling": ceiling,
-                "throughput": throughput,
-                "peers": PEERS,
-                "noise": noise,
-                "others_before_start_cores": quiet,
-                "markdown": report,
-            },
-        )
-        print(f"\nresults: {path.relative_to(c.ROOT)}", file=sys.stderr)
+    c.finish(
+        "resnet18",
+        args,
+        report,
+        {
+            "machine": c.machine_info(c.trees(args), args.torch_threads),
+            "request_bytes": request.ByteSize(),
+            "sequential_us": sequential,
+            "in_process_ceiling": ceiling,
+            "throughput": throughput,
+            "noise": noise,
+        },
+    )
     return 0
 
 
@@ -280,91 +244,48 @@ async def measure_throughput(server: c.ServerProcess, model: str, array: Any, ar
         "requests_incl_warmup": n + warmup,
         "wall_s": wall,
         "req_per_s": n / wall,
-        **c.summarize(latencies),
+        **c.summarize([latencies]),
         "client_cpu_ms_per_req": cpu_client / n * 1e3,
         "server_cpu_ms_per_req": cpu_server / n * 1e3,
     }
 
 
 def build_report(sequential, throughput, ceiling, args, noise) -> str:
-    direct = sequential["in-process direct: preprocess + classify"]
-    fwd = sequential["in-process torchvision forward only"]
-    lines = [
-        c.noise_line(noise),
-        "",
-        f"### resnet18, batch 1, sequential (n={args.requests} each, torch threads {args.torch_threads} "
-        "in server and benchmark process)",
-        "",
-    ]
-    rows = []
-    for name, s in sequential.items():
-        rows.append(
-            [
-                name,
-                s["p50_us"] / 1e3,
-                s["p99_us"] / 1e3,
-                s["mean_us"] / 1e3,
-                f"{s['p50_us'] / direct['p50_us']:.3f}x",
-                f"{s['p50_us'] / fwd['p50_us']:.3f}x",
-            ]
-        )
-    lines.append(c.table(["configuration", "p50 ms", "p99 ms", "mean ms", "p50 / direct", "p50 / forward"], rows))
-    lines += ["", f"### Throughput, {args.clients} concurrent asyncio clients (n={args.throughput_requests})", ""]
-    rows = []
+    direct = sequential["in-process direct: preprocess + classify"]["p50_us"]
+    fwd = sequential["in-process torchvision forward only"]["p50_us"]
     base = throughput["max_batch_size 1"]["req_per_s"]
-    for name, t in throughput.items():
-        rows.append(
-            [
-                name,
-                t["req_per_s"],
-                f"{t['req_per_s'] / base:.2f}x",
-                f"{t['req_per_s'] / 27:.2f}x",
-                t["mean_batch"],
-                t["p50_us"] / 1e3,
-                t["p99_us"] / 1e3,
-                t["client_cpu_ms_per_req"],
-                t["server_cpu_ms_per_req"],
-            ]
-        )
-    lines.append(
-        c.table(
-            [
-                "server model",
-                "req/s",
-                "vs batch 1",
-                "vs peers' 27 req/s",
-                "mean batch",
-                "p50 ms",
-                "p99 ms",
-                "client CPU ms/req",
-                "server CPU ms/req",
-            ],
-            rows,
-        )
-    )
-    lines += [
-        "",
-        "In-process ceiling (plugin classify() back to back, no server): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in ceiling.items()),
-    ]
-    client = sequential["modelplex Classify (Client.classify)"]
-    batched = throughput[f"max_batch_size {args.batch_size}"]["req_per_s"]
-    lines += ["", "### Against the peers", ""]
-    lines.append(
-        c.table(
-            ["", "batch-1 p50 / in-process", "best req/s under load"],
-            [
+    return "\n".join(
+        [
+            c.noise_line(noise),
+            "",
+            f"### resnet18, batch 1, sequential (n={args.requests} each, torch threads {args.torch_threads} "
+            "in server and benchmark process)",
+            "",
+            c.table(
+                ["configuration", "p50 ms", "p99 ms", "p50 / direct", "p50 / forward", "round p50s ms"],
                 [
-                    "modelplex (this run)",
-                    f"{client['p50_us'] / direct['p50_us']:.3f}x",
-                    f"{batched:.1f} ({args.clients} clients, batching)",
+                    [name, s["p50_us"] / 1e3, s["p99_us"] / 1e3, f"{s['p50_us'] / direct:.3f}x",
+                     f"{s['p50_us'] / fwd:.3f}x", c.spread([x / 1e3 for x in s["p50_us_rounds"]])]
+                    for name, s in sequential.items()
                 ],
-                ["modelplex target", "1.06x", f"{1.5 * 27:.1f} (1.5x the peers)"],
-                ["peers", "1.22x–1.57x", "27 (8 in flight)"],
-            ],
-        )
-    )
-    return "\n".join(lines)
+            ),
+            "",
+            f"### Throughput, {args.clients} concurrent asyncio clients (n={args.throughput_requests})",
+            "",
+            c.table(
+                ["server model", "req/s", "vs batch 1", "mean batch", "p50 ms", "p99 ms", "client CPU ms/req",
+                 "server CPU ms/req"],
+                [
+                    [name, t["req_per_s"], f"{t['req_per_s'] / base:.2f}x", t["mean_batch"], t["p50_us"] / 1e3,
+                     t["p99_us"] / 1e3, t["client_cpu_ms_per_req"], t["server_cpu_ms_per_req"]]
+                    for name, t in throughput.items()
+                ],
+            ),
+            "",
+            "In-process ceiling (plugin classify() back to back, no server): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in ceiling.items()),
+        ]
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,49 +1,50 @@
 """Text generation: gRPC streaming vs in-process, and continuous batching throughput.
 
 The model is a GPT-2 with random weights, saved as a Hugging Face folder and loaded by the
-text plugin through from_pretrained, like a downloaded one; its shape is picked with
-``--shape`` (default ``distilgpt2``: 6 layers, 768 wide, 12 heads, 50257-token vocabulary,
-82M parameters). The tokenizer is a small byte-level BPE built on the spot (tokens it does
-not know decode to nothing, which changes no timing that matters here).
+text plugin (spec ``causal-lm``) through from_pretrained, like a downloaded one; its shape is
+picked with ``--shape`` (default ``distilgpt2``: 6 layers, 768 wide, 12 heads, 50257-token
+vocabulary, 82M parameters). The tokenizer is a small byte-level BPE built on the spot
+(tokens it does not know decode to nothing, which changes no timing that matters here).
 
-Measured:
+Measured, greedy, ``--tokens`` new tokens after a short prompt:
 
-1. Latency of one stream, greedy, ``--tokens`` new tokens after a short prompt (median of
-   ``--repeats`` runs):
+1. Latency of one stream (median of ``--repeats`` runs):
    * in-process ``model.generate``: time to first token = ``generate(max_new_tokens=1)``,
-     per-token = ``(generate(N) - generate(1)) / (N - 1)``;
-   * in-process, the plugin's own decode loop (``HFTextGenerator.start/step``), no server;
-   * over gRPC to a server in its own process (``modelplex.server.cli``), sync client:
-     time to first token = from the call to the first chunk, per-token = the mean gap
-     between chunks after the first.
+     per token = ``(generate(N) - generate(1)) / (N - 1)``;
+   * in-process, the plugin's own decode loop (``start``/``step``), no server;
+   * over gRPC to a server in its own process, sync ``Client.generate``: time to first
+     token = from the call to the first chunk, per token = the mean gap between chunks.
 2. Aggregate tokens/s with 1, 4 and 16 concurrent streams on one instance (AsyncClient,
-   different prompts, ``--tokens`` each), as a ratio to one stream; with continuous
-   batching (``max_batch_size = 16``) and, for contrast, without (``max_batch_size = 1``:
-   the streams take turns, one token each per step).
+   different prompts), with continuous batching (``max_batch_size = 16``) and, for contrast,
+   without (``max_batch_size = 1``: the streams take turns).
 
-Client and server share this machine's cores.
+With ``--compare-tree DIR`` (a checkout of another commit: ``git worktree add /tmp/prev
+641f188``) that checkout's servers run beside this one's; each of ``--rounds`` rounds takes
+each measure (latency, then each stream count) on every server in turn, and the report adds
+the two side by side with per-round ratios.
 
     python benchmarks/bench_textgen.py                  # ~2 min on 2 CPU cores
-    python benchmarks/bench_textgen.py --shape tiny     # seconds; checks the plumbing
+    python benchmarks/bench_textgen.py --quick          # the tiny shape: seconds, checks the plumbing
+    python benchmarks/bench_textgen.py --compare-tree /tmp/prev --batch-sizes 16 --rounds 3 --wait-quiet 120
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+sys.path.insert(0, str(c.ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHAPES: dict[str, dict[str, Any]] = {
@@ -57,6 +58,13 @@ PROMPTS = [
     "streaming tokens over grpc",
     "translate English to German: the house is wonderful",
 ]
+
+
+def entry(folder: Path, batch: int, tree: c.Tree) -> dict[str, Any]:
+    limits = {"max_batch_size": batch, "max_new_tokens": 1000}
+    model = {"spec": "causal-lm", "name": "bench", "weights": str(folder), "devices": ["cpu"]}
+    # Before the task units the limits were keys of the settings table; now they are the entry's.
+    return model | ({"settings": limits} if tree.legacy else limits)
 
 
 def build_model(folder: Path, shape: str) -> Path:
@@ -75,72 +83,27 @@ def build_model(folder: Path, shape: str) -> Path:
     return folder
 
 
-# -- how busy the machine was ---------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy so far."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICK
-
-
-def _our_seconds() -> float:
-    """CPU seconds of this process and its finished children (the servers)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class Noise:
-    """Cores used by other processes while the benchmark ran: on 2 cores any of it shows."""
-
-    def __init__(self) -> None:
-        self.t0, self.busy0, self.ours0 = time.monotonic(), _busy_seconds(), _our_seconds()
-
-    def other_cores(self) -> float:
-        wall = time.monotonic() - self.t0
-        return max(0.0, (_busy_seconds() - self.busy0) - (_our_seconds() - self.ours0)) / wall
-
-
-# -- in-process ---------------------------------------------------------------------------------
-
-
 def in_process(folder: Path, tokens: int, repeats: int) -> dict[str, dict[str, float]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from modelplex import SamplingParams
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = torch.tensor([AutoTokenizer.from_pretrained(folder)(PROMPTS[0])["input_ids"]])
 
     def generate(n: int) -> float:
         t0 = time.perf_counter()
-        model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            pad_token_id=0,
-        )
+        mask = torch.ones_like(ids)
+        model.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
         return time.perf_counter() - t0
 
     generate(4)
     first = statistics.median(generate(1) for _ in range(repeats))
     full = statistics.median(generate(tokens) for _ in range(repeats))
-    out = {"generate": {"ttft_ms": first * 1e3, "per_token_ms": (full - first) / (tokens - 1) * 1e3}}
+    out = {"in-process model.generate": {"ttft_ms": first * 1e3, "per_token_ms": (full - first) / (tokens - 1) * 1e3}}
 
-    from modelplex import LoadContext, SamplingParams, WeightsChoice
-    from modelplex_text.generator import HFTextGenerator
-    from modelplex_text.plugin import FAMILIES, build_specs
-    from modelplex_text.settings import TextSettings
-
-    spec = {s.name: s for s in build_specs()}["causal-lm"]
-    family = {f.name: f for f in FAMILIES}["causal-lm"]
-    ctx = LoadContext("bench", spec, spec.variant(None), WeightsChoice.parse(str(folder)), "cpu", TextSettings())
-    g = HFTextGenerator(family, ctx)
-    g.load()
+    g = c.build_in_process(entry(folder, 16, c.Tree(c.ROOT)))
 
     def loop() -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -155,57 +118,22 @@ def in_process(folder: Path, tokens: int, repeats: int) -> dict[str, dict[str, f
 
     loop()
     runs = [loop() for _ in range(repeats)]
-    out["plugin decode loop"] = {
+    out["in-process, the plugin's decode loop"] = {
         "ttft_ms": statistics.median(r[0] for r in runs) * 1e3,
         "per_token_ms": statistics.median(r[1] for r in runs) * 1e3,
     }
     return out
 
 
-# -- over gRPC ----------------------------------------------------------------------------------
-
-
-class Server:
-    """``python -m modelplex.server.cli`` serving the model, in its own process."""
-
-    def __init__(self, workdir: Path, folder: Path, max_batch_size: int) -> None:
-        config = workdir / f"textgen-{max_batch_size}.toml"
-        config.write_text(
-            '[server]\nlog_level = "warning"\n[[models]]\nspec = "causal-lm"\nname = "bench"\n'
-            f'weights = "{folder}"\ndevices = ["cpu"]\n'
-            f"settings = {{ max_batch_size = {max_batch_size}, max_new_tokens = 1000 }}\n"
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelplex.server.cli", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=(workdir / f"server-{max_batch_size}.log").open("w"),
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        match = re.search(r"serving on ([\d.]+:\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise SystemExit(f"the server did not start: {line!r}; see {workdir}/server-{max_batch_size}.log")
-        self.address = match.group(1)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
 def grpc_latency(address: str, tokens: int, repeats: int) -> dict[str, float]:
     from modelplex_client import Client
 
-    def one() -> tuple[float, float, int]:
+    def one() -> tuple[float, float]:
         stamps = []
         t0 = time.perf_counter()
-        chunks = []
-        for chunk in client.generate(PROMPTS[0], model="bench", max_new_tokens=tokens):
+        for _ in client.generate(PROMPTS[0], model="bench", max_new_tokens=tokens):
             stamps.append(time.perf_counter())
-            chunks.append(chunk)
-        n = chunks[-1].usage.completion_tokens
-        return stamps[0] - t0, (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1), n
+        return stamps[0] - t0, (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
 
     with Client(address, timeout=600) as client:
         one()
@@ -241,63 +169,123 @@ async def aggregate(address: str, streams: int, tokens: int) -> dict[str, float]
         }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="distilgpt2")
-    parser.add_argument("--tokens", type=int, default=64, help="new tokens per stream")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", choices=sorted(SHAPES), default="distilgpt2")
+    p.add_argument("--quick", action="store_true", help="--shape tiny --repeats 2")
+    p.add_argument("--tokens", type=int, default=64, help="new tokens per stream")
+    p.add_argument("--repeats", type=int, default=5, help="single-stream runs per latency measure")
+    p.add_argument("--streams", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 1], help="one server each; latency on the first")
+    p.add_argument("--rounds", type=int, default=1, help="rounds over every server (alternating the trees)")
+    c.add_run_arguments(p, compare=True)
+    args = p.parse_args()
+    if args.quick:
+        args.shape, args.repeats = "tiny", min(args.repeats, 2)
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     import torch
 
-    results: dict[str, object] = {
-        "shape": args.shape,
-        "tokens": args.tokens,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
-    }
-    noise = Noise()
-    with tempfile.TemporaryDirectory(prefix="bench-textgen-") as tmp:
-        workdir = Path(tmp)
-        folder = build_model(workdir / "model", args.shape)
-        latency = in_process(folder, args.tokens, args.repeats)
-        throughput: dict[str, dict[int, dict[str, float]]] = {}
-        for batch in (16, 1):
-            server = Server(workdir, folder, batch)
-            try:
-                if batch == 16:
-                    latency["gRPC stream (sync client)"] = grpc_latency(server.address, args.tokens, args.repeats)
-                throughput[f"max_batch_size={batch}"] = {
-                    n: asyncio.run(aggregate(server.address, n, args.tokens)) for n in args.streams
-                }
-            finally:
-                server.close()
-    results["other_processes_cores"] = noise.other_cores()
-    results["latency"] = latency
-    results["throughput"] = throughput
+    trees = c.trees(args)
+    monitor = c.NoiseMonitor(max_wait=args.wait_quiet)
+    with c.workdir() as wd, contextlib.ExitStack() as stack:
+        folder = build_model(wd / "model", args.shape)
+        servers = {
+            (t.label, b): stack.enter_context(
+                c.modelplex_server(wd, c.config_toml(entry(folder, b, t)), tree=t, name=f"server{i}-b{b}")
+            )
+            for i, t in enumerate(trees)
+            for b in args.batch_sizes
+        }
+        monitor.start(*servers.values())
+        latency = monitor.guard(lambda: in_process(folder, args.tokens, args.repeats))
+        # Each round takes each measure on every server in turn (the order reversed every other round).
+        rounds: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in servers}
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+            for result in rounds.values():
+                result.append({"streams": {}})
+            for measure in ["latency", *args.streams]:
+                for (label, b), srv in c.alternate(list(servers.items()), r):
+                    this = rounds[label, b][r]
+                    if measure == "latency" and b == args.batch_sizes[0]:
+                        this["latency"] = monitor.guard(
+                            lambda a=srv.address: grpc_latency(a, args.tokens, args.repeats)
+                        )
+                    elif measure != "latency":
+                        this["streams"][measure] = monitor.guard(
+                            lambda a=srv.address, n=measure: asyncio.run(aggregate(a, n, args.tokens))
+                        )
+        noise = monitor.sample()
 
-    print(f"\nGPT-2 shape {args.shape!r}, random weights, CPU ({os.cpu_count()} cores), {args.tokens} new tokens\n")
-    print("| path | time to first token (ms) | per token (ms) |\n|---|---:|---:|")
-    for name, row in latency.items():
-        print(f"| {name} | {row['ttft_ms']:.1f} | {row['per_token_ms']:.2f} |")
-    print(
-        "\n| concurrent streams | " + " | ".join(f"{k}: tok/s (x one stream), median TTFT" for k in throughput) + " |"
+    report = build_report(latency, rounds, trees, args, noise, torch.get_num_threads())
+    c.finish(
+        "textgen",
+        args,
+        report,
+        {
+            "machine": c.machine_info(trees, torch.get_num_threads()),
+            "imports": {s.name: s.imports for s in servers.values()},
+            "in_process": latency,
+            "rounds": {f"{label} max_batch_size={b}": rs for (label, b), rs in rounds.items()},
+            "noise": noise,
+        },
     )
-    print("|---:|" + "---:|" * len(throughput))
+    return 0
+
+
+def build_report(latency, rounds, trees, args, noise, threads) -> str:
+    first = args.batch_sizes[0]
+    med = statistics.median
+    rows = [[name, r["ttft_ms"], r["per_token_ms"]] for name, r in latency.items()]
+    for t in trees:
+        runs = [x["latency"] for x in rounds[t.label, first]]
+        rows.append(
+            [
+                f"{t.label} over gRPC, Client.generate",
+                med(r["ttft_ms"] for r in runs),
+                med(r["per_token_ms"] for r in runs),
+            ]
+        )
+    lines = [
+        c.noise_line(noise),
+        "",
+        f"### GPT-2 shape {args.shape!r}, random weights, CPU ({os.cpu_count()} cores, torch threads {threads}), "
+        f"{args.tokens} new tokens; gRPC figures are medians over {args.rounds} round(s)",
+        "",
+        c.table(["path", "time to first token ms", "per token ms"], rows),
+        "",
+    ]
+
+    def tps(label: str, b: int, n: int) -> list[float]:
+        return [x["streams"][n]["tokens_per_s"] for x in rounds[label, b]]
+
+    keys = list(rounds)
+    headers = [f"{label}, max_batch_size {b}: tok/s (x one stream), median TTFT" for label, b in keys]
+    rows = []
     for n in args.streams:
         cells = []
-        for rows in throughput.values():
-            rate, base = rows[n]["tokens_per_s"], rows[args.streams[0]]["tokens_per_s"]
-            cells.append(f"{rate:.0f} ({rate / base:.2f}x), {rows[n]['median_ttft_ms']:.0f} ms")
-        print(f"| {n} | " + " | ".join(cells) + " |")
-    print(f"\nOther processes used {results['other_processes_cores']:.2f} cores on average while this ran", end="")
-    print(" (over 0.1: the numbers are disturbed; rerun on a quiet machine)." if noise.other_cores() > 0.1 else ".")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        for label, b in keys:
+            rate, base = med(tps(label, b, n)), med(tps(label, b, args.streams[0]))
+            ttft = med(x["streams"][n]["median_ttft_ms"] for x in rounds[label, b])
+            cells.append(f"{rate:.0f} ({rate / base:.2f}x), {ttft:.0f} ms")
+        rows.append([str(n), *cells])
+    lines.append(c.table(["concurrent streams", *headers], rows))
+    if len(trees) == 2:
+        a, b = (t.label for t in trees)
+        metrics = {
+            "TTFT ms, one stream": tuple([x["latency"]["ttft_ms"] for x in rounds[k, first]] for k in (a, b)),
+            "per token ms, one stream": tuple([x["latency"]["per_token_ms"] for x in rounds[k, first]] for k in (a, b)),
+        }
+        for n in args.streams:
+            metrics[f"tokens/s, {n} stream(s), max_batch_size {first}"] = (tps(a, first, n), tps(b, first, n))
+        lines += ["", f"### {a} vs {b}, measured one after the other in each round", ""]
+        lines.append(c.comparison([a, b], metrics))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

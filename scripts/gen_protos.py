@@ -19,9 +19,13 @@ PROTOS = ROOT / "protos"
 PACKAGE_DIR = ROOT / "clients" / "python" / "src" / "modelplex_client" / "pb"
 IMPORT_PACKAGE = "modelplex_client.pb"
 
-# protoc writes `from modelplex.v1 import common_pb2`; the generated modules live
-# in the client package instead, so that `modelplex` stays the server's package.
-_IMPORT = re.compile(r"^from modelplex\.v1 import ", re.MULTILINE)
+# protoc writes `from modelplex.v1 import common_pb2` (and `from inference import ...` for the
+# Open Inference Protocol's package); the generated modules live in the client package
+# instead, so that `modelplex` stays the server's package.
+_IMPORT = re.compile(r"^from (modelplex\.v1|inference) import ", re.MULTILINE)
+# The proto packages compiled, as folders under protos/: modelplex's own API, and the Open
+# Inference Protocol (package `inference`, KServe's and Triton's names; docs/oip.md).
+PACKAGES = (("modelplex", "v1"), ("inference",))
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -32,7 +36,7 @@ def generate(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / "_staging"
     staging.mkdir(exist_ok=True)
-    protos = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "modelplex" / "v1").glob("*.proto"))
+    protos = sorted(str(p.relative_to(PROTOS)) for folder in PACKAGES for p in PROTOS.joinpath(*folder).glob("*.proto"))
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     args = [
         "protoc",
@@ -46,7 +50,7 @@ def generate(out_dir: Path) -> list[Path]:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     written = []
-    for src in sorted((staging / "modelplex" / "v1").iterdir()):
+    for src in sorted(src for folder in PACKAGES for src in staging.joinpath(*folder).iterdir()):
         text = _IMPORT.sub(f"from {IMPORT_PACKAGE} import ", src.read_text())
         dst = out_dir / src.name
         dst.write_text(text)
@@ -56,7 +60,10 @@ def generate(out_dir: Path) -> list[Path]:
         d.rmdir()
     staging.rmdir()
     init = out_dir / "__init__.py"
-    init.write_text('"""Generated protobuf and gRPC modules for modelplex.v1 (see scripts/gen_protos.py)."""\n')
+    init.write_text(
+        '"""Generated protobuf and gRPC modules for modelplex.v1 and the Open Inference Protocol\'s\n'
+        'package `inference` (see scripts/gen_protos.py)."""\n'
+    )
     written.append(init)
     return written
 

@@ -185,3 +185,136 @@ def save_llama(path: Path, *, seed: int = 1) -> Path:
     LlamaForCausalLM(config).eval().save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+# Tiny configs of the causal families served today: each with its own cache layout and
+# position scheme (sliding windows of 16 tokens, so that test prompts are longer than them).
+WINDOW = 16
+_COMMON = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, max_position_embeddings=256)
+FAMILIES: dict[str, tuple[str, dict[str, object]]] = {
+    "llama": ("LlamaConfig", dict(_COMMON, num_hidden_layers=2, num_key_value_heads=2)),
+    "llama-rope-scaled": (
+        "LlamaConfig",
+        dict(
+            _COMMON,
+            num_hidden_layers=2,
+            num_key_value_heads=1,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 10000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        ),
+    ),
+    "qwen2": ("Qwen2Config", dict(_COMMON, num_hidden_layers=2, num_key_value_heads=2)),
+    "qwen2-sliding": (
+        "Qwen2Config",
+        dict(
+            _COMMON,
+            num_hidden_layers=3,
+            num_key_value_heads=2,
+            use_sliding_window=True,
+            sliding_window=WINDOW,
+            max_window_layers=1,
+        ),
+    ),
+    "mistral": ("MistralConfig", dict(_COMMON, num_hidden_layers=2, num_key_value_heads=2, sliding_window=WINDOW)),
+    "gemma2": (
+        "Gemma2Config",
+        dict(
+            _COMMON,
+            num_hidden_layers=3,
+            num_key_value_heads=2,
+            head_dim=8,
+            sliding_window=WINDOW,
+            tie_word_embeddings=False,  # tied, a random Gemma repeats its input token
+            query_pre_attn_scalar=1,  # sharp attention: positions matter (256 makes it near uniform)
+        ),
+    ),
+    "gemma3": (
+        "Gemma3TextConfig",
+        dict(
+            _COMMON,
+            num_hidden_layers=3,
+            num_key_value_heads=1,
+            head_dim=8,
+            sliding_window=WINDOW,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            tie_word_embeddings=False,
+            query_pre_attn_scalar=1,
+        ),
+    ),
+    "phi": ("PhiConfig", dict(_COMMON, num_hidden_layers=2, partial_rotary_factor=0.5)),
+    "phi3": ("Phi3Config", dict(_COMMON, num_hidden_layers=2, num_key_value_heads=2)),
+    "gpt_neox": ("GPTNeoXConfig", dict(_COMMON, num_hidden_layers=2, rotary_pct=0.5)),
+    "bloom": ("BloomConfig", dict(hidden_size=32, n_layer=2, n_head=4)),  # ALiBi, no position ids
+    "opt": (
+        "OPTConfig",
+        dict(hidden_size=32, ffn_dim=64, num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=256),
+    ),
+}
+
+
+def save_family(family: str, path: Path, *, seed: int = 1, config: tuple[str, dict[str, object]] | None = None) -> Path:
+    """A tiny model of ``family`` (a key of FAMILIES, or any config class and fields given as
+    ``config``) with random weights and its tokenizer."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    tok = tokenizer()
+    tok.bos_token = tok.eos_token
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    name, fields = config or FAMILIES[family]
+    made = getattr(transformers, name)(
+        vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, **fields
+    )
+    for key in ("initializer_range", "init_std"):
+        if hasattr(made, key):
+            setattr(made, key, 0.5)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(made).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+"""Gemma's chat template, in short: it starts with the BOS token itself."""
+
+
+def save_chat_model(path: Path, *, template: bool = True, seed: int = 1) -> Path:
+    """A tiny Gemma 3 (sliding window 16) whose tokenizer adds a BOS to every prompt, has the turn
+    markers as special tokens, and (``template``) Gemma's chat template; both ``<eos>`` and
+    ``<end_of_turn>`` end a generation."""
+    import torch
+    from tokenizers import processors
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    specials = ("<pad>", "<bos>", "<start_of_turn>", "<end_of_turn>")
+    tok = tokenizer(eos="<eos>", specials=specials)
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    bos = tok.convert_tokens_to_ids("<bos>")
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)]
+    )
+    tok.bos_token = "<bos>"
+    if template:
+        tok.chat_template = CHAT_TEMPLATE
+    eos, end_of_turn = tok.convert_tokens_to_ids(["<eos>", "<end_of_turn>"])
+    _, fields = FAMILIES["gemma3"]
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), bos_token_id=bos, eos_token_id=[eos, end_of_turn], pad_token_id=tok.pad_token_id, **fields
+    )
+    config.initializer_range = 0.5
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.generation_config.eos_token_id = [eos, end_of_turn]
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

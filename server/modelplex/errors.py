@@ -13,6 +13,7 @@ __all__ = [
     "DeadlineExceededError",
     "InferenceError",
     "InvalidInputError",
+    "OutOfRangeError",
     "ModelLoadError",
     "ModelNotFoundError",
     "ModelNotReadyError",
@@ -73,6 +74,11 @@ class InvalidInputError(ModelplexError):
 class PermissionDeniedError(ModelplexError):
     """The caller may not do this (gRPC PERMISSION_DENIED): a checkpoint path outside the
     configured weight roots."""
+
+
+class OutOfRangeError(InvalidInputError):
+    """The input passes a limit it may only reach while it is being received: a stream longer
+    than the model's maximum duration (gRPC OUT_OF_RANGE)."""
 
 
 class QueueFullError(ModelplexError):

@@ -9,6 +9,7 @@ pieces and its servicer with these gRPC helpers, and imports nothing else of
 See docs/plugins.md, "Bringing a task".
 """
 
+from modelplex.oip_mapping import OipMapping, OipMetadata, ParameterSpec, Streamed, TensorSpec
 from modelplex.server.batching import BatchQueue, Pending
 from modelplex.server.grpc_errors import abort, deadline_of, grpc_errors, grpc_stream_errors, status_of
 from modelplex.server.instance import Instance
@@ -25,13 +26,18 @@ __all__ = [
     "ConformanceProbes",
     "Instance",
     "Lane",
+    "OipMapping",
+    "OipMetadata",
     "OutputStream",
+    "ParameterSpec",
     "Pending",
     "RuntimeLookup",
     "StepScheduler",
     "StepSession",
+    "Streamed",
     "TaskDefinition",
     "TaskRuntime",
+    "TensorSpec",
     "abort",
     "deadline_of",
     "grpc_errors",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from modelplex.oip_mapping import OipMapping
 from modelplex.specs import TASK_ID_PATTERN, NoSettings, VariantMeta
 from modelplex.tasks.base import TaskModel
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from modelplex.server.instance import Instance
     from modelplex.server.runtimes.base import TaskRuntime
 
-__all__ = ["ConformanceProbes", "RuntimeFactory", "RuntimeLookup", "ServicerInstaller", "TaskDefinition"]
+__all__ = ["ConformanceProbes", "FrontDoor", "RuntimeFactory", "RuntimeLookup", "ServicerInstaller", "TaskDefinition"]
 
 RuntimeLookup = Callable[[str], "TaskRuntime"]
 """Given a model name from a request, the runtime of that ready model of this task, or the
@@ -53,6 +54,18 @@ class ConformanceProbes:
     """One request with bad input: the call must fail; the kit checks INVALID_ARGUMENT."""
     cancel: Probe | None = None
     """For streaming tasks: start a stream, read its first message, cancel it, return."""
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """A server of its own that a task brings beside gRPC (an HTTP API), started by the core
+    when the operator gives it a port: ``[server.front_doors] <name> = <port>``."""
+
+    name: str
+    """Its key in ``server.front_doors``, e.g. ``"openai"``."""
+    create: Callable[[Callable[[], list[str]], Any], Any]
+    """``(model_names, authenticator or None)`` -> an object with ``async start(lookup, host,
+    port) -> port`` and ``async stop()``; ``model_names()`` lists the task's loaded models."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,12 @@ class TaskDefinition:
     conformance: ConformanceProbes | None = None
     """Calls the conformance kit makes against this task's models; None runs only the
     task-independent checks (registration, load, health, unload)."""
+    front_door: FrontDoor | None = None
+    """A server of the task's own beside gRPC (text generation: the OpenAI-compatible API)."""
+    oip: OipMapping | None = None
+    """How the task's models answer the Open Inference Protocol (``inference.GRPCInferenceService``,
+    docs/oip.md): their tensors and the call they make. None: the task's models are listed and
+    described there, and ModelInfer on them is UNIMPLEMENTED."""
 
     def __post_init__(self) -> None:
         if not TASK_ID_PATTERN.match(self.id):
@@ -102,3 +121,5 @@ class TaskDefinition:
         object.__setattr__(self, "services", tuple(self.services))
         if not (isinstance(self.settings, type) and issubclass(self.settings, BaseModel)):
             raise TypeError(f"task {self.id!r}: settings must be a pydantic model class")
+        if self.oip is not None and not isinstance(self.oip, OipMapping):
+            raise TypeError(f"task {self.id!r}: oip must be an OipMapping instance (modelplex.oip_mapping)")

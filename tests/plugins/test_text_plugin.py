@@ -71,8 +71,22 @@ def test_settings_are_validated():
         "dtype": "float32",
         "hub_id": None,
         "context_length": None,
+        "chat_template": None,
+        "chat_template_file": None,
+        "prefill_chunk_tokens": 256,
+        "prefix_cache_tokens": 0,
+        "prefix_block_tokens": 32,
     }
-    for bad in ({"dtype": "int8"}, {"context_length": 1}, {"max_new_tokens": 100}, {"unknown": 1}):
+    bad_values = (
+        {"dtype": "int8"},
+        {"context_length": 1},
+        {"max_new_tokens": 100},
+        {"unknown": 1},
+        {"prefill_chunk_tokens": 8},
+        {"prefix_cache_tokens": -1},
+        {"chat_template": ""},
+    )
+    for bad in bad_values:
         with pytest.raises(ValueError):
             TextSettings.model_validate(bad)
 

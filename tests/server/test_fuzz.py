@@ -10,7 +10,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from modelplex.server.config import load_config
@@ -127,8 +127,23 @@ def _call(channel: grpc.Channel, method: MethodDescriptor, payloads: list[bytes]
     return grpc.StatusCode.OK
 
 
-def _fuzz_method(channel, method, request, seen):  # type: ignore[no-untyped-def]
+def _plausible(method: MethodDescriptor, models: list[str]) -> object:
+    """A request with a served model and ordinary text: one example the fuzzer always tries, so
+    that the test can check random requests reach the models and not only the validation."""
+    msg = message_factory.GetMessageClass(method.input_type)()
+    for field in method.input_type.fields:
+        if field.name == "model" and models:
+            msg.model = models[-1]
+        elif field.name in ("prompt", "text") and field.type == FieldDescriptor.TYPE_STRING:
+            setattr(msg, field.name, "hello there.")
+        elif field.name == "max_new_tokens":
+            msg.max_new_tokens = 2
+    return msg
+
+
+def _fuzz_method(channel, method, request, seen, models):  # type: ignore[no-untyped-def]
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @example([_plausible(method, models)])
     @given(st.lists(request, min_size=1, max_size=3))
     def fuzz(messages):  # type: ignore[no-untyped-def]
         code = _call(channel, method, [m.SerializeToString() for m in messages])
@@ -140,13 +155,17 @@ def _fuzz_method(channel, method, request, seen):  # type: ignore[no-untyped-def
 
 def test_random_requests_get_proper_statuses(server):
     with Client(server.address) as client:
-        models = [m.name for m in client.list_models()]
+        infos = client.list_models()
+    models = [m.name for m in infos]
+    task_of_service = {s: task.id for task, _ in server.server.plugins.tasks.values() for s in task.services}
     methods = _methods(server)
     assert len(methods) >= 8
     seen: dict[str, set[grpc.StatusCode]] = {}
     with grpc.insecure_channel(server.address) as channel:
         for method in methods:
-            _fuzz_method(channel, method, _message(method.input_type, models), seen)
+            task = task_of_service.get(method.containing_service.full_name)
+            own = [m.name for m in infos if m.task == task] or models  # its task's models, for the example
+            _fuzz_method(channel, method, _message(method.input_type, models), seen, own)
     assert all(seen.values()) and len(seen) == len(methods)
     # The random requests reached the models, not only the validation in front of them.
     text = seen["modelplex.v1.TextGeneration.Complete"] | seen["modelplex.v1.TextGeneration.Generate"]

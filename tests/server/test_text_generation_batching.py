@@ -130,7 +130,7 @@ def test_cancelled_stream_stops_its_forward_passes_and_the_others_carry_on(serve
                 await asyncio.sleep(0.001)
             left_at = len(rec.snapshot())
             (freed,) = rec.released  # its cache, and only its, is freed at once
-            assert freed.self_kv == [] and not survivor.done()
+            assert freed.released and freed.own is None and not survivor.done()
             return got, await survivor, cancelled_at, left_at
 
     got, survivor, cancelled_at, left_at = asyncio.run(main())
@@ -162,7 +162,7 @@ def test_deadline_stops_the_generation_and_frees_its_slot(server, forwards):
                 await asyncio.sleep(0.001)
             left_at = len(rec.snapshot())
             (freed,) = rec.released
-            assert freed.self_kv == [] and not survivor.done()
+            assert freed.released and freed.own is None and not survivor.done()
             return await survivor, at_deadline, left_at
 
     survivor, at_deadline, left_at = asyncio.run(main())

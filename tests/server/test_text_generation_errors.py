@@ -46,6 +46,31 @@ CASES = {
     "too many logprobs": (dict(logprobs=21), INVALID, "logprobs must be between 0 and 20"),
     "too many stop sequences": (dict(stop=[f"s{i}" for i in range(17)]), INVALID, "17 stop sequences; at most 16"),
     "empty stop sequence": (dict(stop=["ok", ""]), INVALID, "stop sequence 1 must have 1 to 256 characters"),
+    "n over 16": (dict(n=17), INVALID, "n must be between 1 and 16 (0 means 1), got 17"),
+    "min_p over 1": (dict(min_p=1.5), INVALID, "min_p must be in [0, 1] (0 is off), got 1.5"),
+    "presence_penalty 3": (dict(presence_penalty=3.0), INVALID, "presence_penalty must be between -2 and 2"),
+    "frequency_penalty -3": (dict(frequency_penalty=-3.0), INVALID, "frequency_penalty must be between -2 and 2"),
+    "min_new_tokens over max_new_tokens": (
+        dict(min_new_tokens=5),
+        INVALID,
+        "min_new_tokens (5) is more than max_new_tokens (4)",
+    ),
+    "logit_bias of a token not in the vocabulary": (
+        dict(logit_bias={100000: 1.0}),
+        INVALID,
+        "logit_bias[0] is 100000, not a token id of model 'gpt2' (0 to 399)",
+    ),
+    "logit_bias over 100": (dict(logit_bias={5: 101.0}), INVALID, "logit_bias of token 5 must be between -100 and 100"),
+    "stop token not in the vocabulary": (
+        dict(stop_token_ids=[3, -1]),
+        INVALID,
+        "stop_token_ids[1] is -1, not a token id of model 'gpt2'",
+    ),
+    "prompt token not in the vocabulary": (
+        dict(prompt=[1, 2, 400]),
+        INVALID,
+        "prompt_token_ids[2] is 400, not a token id of model 'gpt2' (0 to 399)",
+    ),
     "prompt over the context window": (
         dict(prompt=LONG),
         INVALID,

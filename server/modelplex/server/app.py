@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -13,10 +14,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc as _reflection_v1alpha_grpc
 
+from modelplex.errors import ConfigError
 from modelplex.server.config import Config
 from modelplex.server.devices import DeviceInventory, torch_inventory
 from modelplex.server.interceptors import CallPolicy, RequestInterceptor
 from modelplex.server.metrics import Metrics
+from modelplex.server.oip import MANAGEMENT_METHODS as OIP_MANAGEMENT_METHODS
+from modelplex.server.oip import OIP_SERVICE, add_oip_servicer
 from modelplex.server.plugins import PluginSet, discover
 from modelplex.server.registry import ModelRegistry
 from modelplex.server.repository import ModelRepositoryServicer
@@ -80,6 +84,8 @@ class ModelServer:
         self.port: int | None = None
         self._server: aio.Server | None = None
         self._certificates: Any = None
+        self.front_doors: dict[str, Any] = {}
+        """The servers tasks brought beside gRPC, by name, when configured (server.front_doors)."""
         self.abandoned_work = False
         """Set when stop() gave up waiting for model work (the process should exit at once)."""
         self._health_tasks: set[asyncio.Task[None]] = set()
@@ -127,7 +133,8 @@ class ModelServer:
         s = self.config.server
         repository = f"/{REPOSITORY_SERVICE}/"
         policy = CallPolicy(
-            management_methods=frozenset({repository + "LoadModel", repository + "UnloadModel"}),
+            management_methods=frozenset({repository + "LoadModel", repository + "UnloadModel"})
+            | OIP_MANAGEMENT_METHODS,
             max_streams=s.max_concurrent_streams,
             max_streams_per_model=s.max_streams_per_model,
             max_stream_duration_s=s.max_stream_duration_s,
@@ -145,6 +152,10 @@ class ModelServer:
         plans = [self.registry.plan(m) for m in self.config.models]
         s = self.config.server
         check_exposure(s, self.auth)
+        unknown = sorted(set(s.front_doors) - set(self._doors()))
+        if unknown:
+            known = ", ".join(sorted(self._doors())) or "none"
+            raise ConfigError(f"server.front_doors: no task brings {', '.join(unknown)}; known: {known}")
         credentials = None
         if s.tls is not None:
             credentials, self._certificates = server_credentials(s.tls)
@@ -160,7 +171,8 @@ class ModelServer:
             max_models=s.max_models,
         )
         models_pb2_grpc.add_ModelRepositoryServicer_to_server(repository, self._server)
-        names = [REPOSITORY_SERVICE]
+        add_oip_servicer(self.registry, repository, lambda: self.health._server_status.get("") == SERVING, self._server)
+        names = [REPOSITORY_SERVICE, OIP_SERVICE]
         for task_id, (task, _plugin) in sorted(self.plugins.tasks.items()):
             task.add_servicers(self.registry.lookup(task_id), self._server)
             names.extend(task.services)
@@ -184,6 +196,8 @@ class ModelServer:
         log.info("modelplex listening on %s:%d%s", s.host, self.port, " (TLS)" if credentials else "")
         if self.metrics is not None and s.metrics_port is not None:
             self.metrics.serve(s.host, s.metrics_port)
+        if s.front_doors:
+            await self._start_front_doors(s.host, s.front_doors)
         try:
             # One model after another (each one's instances load in parallel), so that
             # "auto" placement sees the memory the models before it took.
@@ -195,6 +209,25 @@ class ModelServer:
         await self.health.set("", SERVING)
         return self.port
 
+    def _model_names(self, task_id: str) -> list[str]:
+        return [m.name for m in self.registry.list() if m.task == task_id]
+
+    def _doors(self) -> dict[str, tuple[str, Any]]:
+        """The front doors the registered tasks bring, by name: (task id, FrontDoor)."""
+        return {t.front_door.name: (i, t.front_door) for i, (t, _) in self.plugins.tasks.items() if t.front_door}
+
+    async def _start_front_doors(self, host: str, ports: dict[str, int]) -> None:
+        """Start the servers tasks bring beside gRPC (``server.front_doors``)."""
+        doors = self._doors()
+        for name, port in sorted(ports.items()):
+            task_id, door = doors[name]
+            server = door.create(
+                functools.partial(self._model_names, task_id), self.auth if self.auth.enabled else None
+            )
+            bound = await server.start(self.registry.lookup(task_id), host, port)
+            self.front_doors[name] = server
+            log.info("front door %r of task %s on %s:%s", name, task_id, host, bound)
+
     async def stop(self, grace: float | None = None) -> None:
         """Go NOT_SERVING, refuse new calls, let in-flight ones finish within the grace period, unload."""
         if self._server is None:
@@ -203,6 +236,9 @@ class ModelServer:
         await self.health.enter_graceful_shutdown()
         await self._server.stop(grace)
         self._server = None
+        for door in self.front_doors.values():
+            await door.stop()
+        self.front_doors.clear()
         if self.metrics is not None:
             self.metrics.close()
         # Unloading waits for the work each instance's thread is running, which a plugin's

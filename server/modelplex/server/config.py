@@ -127,6 +127,10 @@ class ServerSettings(_Strict):
     tracing: TracingSettings = TracingSettings()
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     """Serve Prometheus metrics over HTTP on this port (on ``host``); None: off; 0 picks one."""
+    front_doors: dict[str, int] = {}
+    """HTTP servers that tasks bring, by name, each on its port (on ``host``; 0 picks one):
+    ``openai = 8000`` serves the OpenAI-compatible API of the text-generation models (needs
+    ``modelplex[openai]``). None by default."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object a line (time, level, logger, message, and request fields)."""

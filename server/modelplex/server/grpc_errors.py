@@ -22,6 +22,7 @@ STATUS_CODES: dict[type[errors.ModelplexError], grpc.StatusCode] = {
     errors.ModelExistsError: grpc.StatusCode.ALREADY_EXISTS,
     errors.WrongTaskError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.OutOfRangeError: grpc.StatusCode.OUT_OF_RANGE,
     errors.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     errors.WeightsNotFoundError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,

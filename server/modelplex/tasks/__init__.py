@@ -18,7 +18,23 @@ from modelplex.tasks.classification import (
     ImagePreprocessing,
     RawTensor,
 )
+from modelplex.tasks.speech_recognition import (
+    CTCRecognizer,
+    SegmentRecognizer,
+    SpeechRecognitionMeta,
+    SpeechRecognizer,
+    Transcript,
+    Word,
+)
+from modelplex.tasks.speech_synthesis import (
+    AudioPiece,
+    PreparedText,
+    SpeechSynthesisMeta,
+    SpeechSynthesizer,
+    SynthesisOptions,
+)
 from modelplex.tasks.text_generation import (
+    ChatMessage,
     NextToken,
     SamplingParams,
     TextGenerationMeta,
@@ -27,16 +43,28 @@ from modelplex.tasks.text_generation import (
 )
 
 __all__ = [
+    "AudioPiece",
+    "CTCRecognizer",
+    "ChatMessage",
     "ClassScore",
     "ClassificationMeta",
     "EncodedImage",
     "ImageClassifier",
     "ImagePreprocessing",
     "NextToken",
+    "PreparedText",
     "RawTensor",
     "SamplingParams",
+    "SegmentRecognizer",
+    "SpeechRecognitionMeta",
+    "SpeechRecognizer",
+    "SpeechSynthesisMeta",
+    "SpeechSynthesizer",
+    "SynthesisOptions",
     "TaskModel",
     "TextGenerationMeta",
     "TextGenerator",
     "TopLogprob",
+    "Transcript",
+    "Word",
 ]

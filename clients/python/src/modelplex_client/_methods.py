@@ -17,10 +17,13 @@ from grpc_health.v1 import health_pb2
 
 from modelplex_client._requests import (
     ServerError,
+    chat_request,
     classify_request,
     complete_request,
+    detokenize_request,
     generate_request,
     load_request,
+    tokenize_request,
 )
 from modelplex_client.pb import models_pb2
 
@@ -155,14 +158,39 @@ class Methods:
         "_text",
         "Generate",
         generate_request,
-        doc="Generate text from a prompt: ``generate(prompt, model=, max_new_tokens=64, temperature=, top_k=, "
-        "top_p=, repetition_penalty=, seed=, stop=, logprobs=, request_id=)``, yielding the chunks as they "
-        "are decoded: each has the ``text`` delta and its ``token_ids``; the last also has ``finish_reason``, "
-        "``usage`` and ``time_to_first_token_ms``.",
+        doc="Generate text from a prompt (a string, or a list of token ids): ``generate(prompt, model=, "
+        "max_new_tokens=64, temperature=, top_k=, top_p=, repetition_penalty=, seed=, stop=, logprobs=, "
+        "add_special_tokens=, skip_special_tokens=, stop_token_ids=, ignore_eos=, min_new_tokens=, "
+        "presence_penalty=, frequency_penalty=, min_p=, logit_bias=, n=, request_id=)``, yielding the chunks "
+        "as they are decoded: each has the ``text`` delta, its ``token_ids`` and its choice's ``index``; the "
+        "last of each choice also has ``finish_reason``, ``usage`` and ``time_to_first_token_ms``.",
     )
     complete = Unary(
         "_text",
         "Complete",
         complete_request,
-        doc="The whole generated text at once (the unary Complete call); arguments as for ``generate``.",
+        doc="The whole generated text at once (the unary Complete call); arguments as for ``generate``; "
+        "with ``n`` > 1, every choice in ``choices``.",
+    )
+    chat = Stream(
+        "_text",
+        "Chat",
+        chat_request,
+        doc="Stream the model's reply to a conversation rendered by its chat template: ``chat(messages, "
+        "model=, add_generation_prompt=, ...)`` with messages as ``{'role': ..., 'content': ...}`` dicts or "
+        "``(role, content)`` pairs, and the options of ``generate``; chunks as ``generate`` yields them.",
+    )
+    tokenize = Unary(
+        "_text",
+        "Tokenize",
+        tokenize_request,
+        doc="``tokenize(text, model=, add_special_tokens=)`` or ``tokenize(model=, messages=[...])``: the "
+        "TokenizeResponse (``token_ids`` and each token's text in ``tokens``).",
+    )
+    detokenize = Unary(
+        "_text",
+        "Detokenize",
+        detokenize_request,
+        lambda r: r.text,
+        doc="``detokenize(token_ids, model=, skip_special_tokens=)``: the text of the tokens.",
     )

@@ -9,19 +9,31 @@ import grpc
 from grpc import aio
 
 from modelplex_client._methods import Methods, Stream, Unary
-from modelplex_client._requests import StubsMixin, channel_options, server_error
+from modelplex_client._requests import StubsMixin, channel_options, channel_target, server_error
+from modelplex_client._speech_recognition_calls import SpeechRecognitionCalls
+from modelplex_client._speech_recognition_calls import stream_recognize_async as _stream_recognize
+from modelplex_client._speech_synthesis_calls import SpeechSynthesisCalls
 
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(Methods, StubsMixin):
+class AsyncClient(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, StubsMixin):
     """An asyncio client of one modelplex server; use as an async context manager.
 
     The same calls as :class:`modelplex_client.Client`: unary ones are awaited
     (``await client.classify(...)``), streams iterated (``async for chunk in
     client.generate(...)``). Every call raises :class:`modelplex_client.ServerError`
     (with the gRPC status ``code`` and ``details``) when the server refuses or fails it.
+
+    ``target`` is one server (``host:port``), a comma-separated list of replicas
+    (``"10.0.0.1:50051,10.0.0.2:50051"``), or a URI such as ``dns:///name:50051`` (every
+    address the name has): calls go round robin over the replicas, and idempotent ones
+    that fail UNAVAILABLE are tried again on another (``_requests.service_config``).
     """
+
+    stream_recognize = _stream_recognize
+    """Stream audio to ``StreamingRecognize``: ``stream_recognize(chunks, model=, sample_rate_hz=, ...)``
+    yields the responses (interim and final results) as they come (see ``_speech_recognition_calls``)."""
 
     def __init__(
         self,
@@ -31,7 +43,11 @@ class AsyncClient(Methods, StubsMixin):
         max_message_mb: float = 64,
         channel: aio.Channel | None = None,
     ) -> None:
-        self._bind(target, timeout, channel or aio.insecure_channel(target, options=channel_options(max_message_mb)))
+        self._bind(
+            target,
+            timeout,
+            channel or aio.insecure_channel(channel_target(target), options=channel_options(max_message_mb)),
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -13,6 +13,8 @@ from typing import Any
 from google.protobuf import json_format
 
 from modelplex_client._requests import ServerError
+from modelplex_client._speech_recognition_calls import add_transcribe_parser, cli_transcribe
+from modelplex_client._speech_synthesis_calls import add_speak_parser, cli_speak
 from modelplex_client.client import Client
 from modelplex_client.pb import models_pb2, text_generation_pb2
 
@@ -121,6 +123,30 @@ def _cmd_generate(client: Client, args: argparse.Namespace) -> None:
             )
 
 
+def _cmd_chat(client: Client, args: argparse.Namespace) -> None:
+    """A terminal chat: each line read is the user's next message; the model's reply streams back
+    and joins the conversation. An empty line, ``/exit`` or end of input ends it."""
+    messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() in ("", "/exit"):
+            return
+        messages.append({"role": "user", "content": line.rstrip("\n")})
+        reply = []
+        options = dict(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+        )
+        for chunk in client.chat(messages, model=args.model, **options):
+            print(_json(chunk) if args.json else chunk.text, end="\n" if args.json else "", flush=True)
+            reply.append(chunk.text)
+        if not args.json:
+            print(flush=True)
+        messages.append({"role": "assistant", "content": "".join(reply)})
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelplex", description="Serve and call models over gRPC.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -128,12 +154,16 @@ def parser() -> argparse.ArgumentParser:
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
-        c.add_argument("--server", default="127.0.0.1:50051", help="host:port of the server")
+        c.add_argument(
+            "--server",
+            default="127.0.0.1:50051",
+            help="host:port, a comma-separated list of replicas (round robin), or dns:///name:port",
+        )
         c.add_argument(
             "--timeout",
             type=float,
-            default=None if name == "generate" else 30.0,
-            help="seconds per call (default: 30; none for generate, whose stream may run long)",
+            default=None if name in ("generate", "chat") else 30.0,
+            help="seconds per call (default: 30; none for generate and chat, whose streams may run long)",
         )
         c.add_argument("--json", action="store_true", help="one JSON object per line")
         return c
@@ -155,6 +185,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help="the same seed gives the same output")
     g.add_argument("--stop", action="append", help="a stop sequence (repeat for more)")
     g.add_argument("--logprobs", type=int, default=None, help="return logprobs with N alternatives")
+    c = client_command("chat", "chat with a model in the terminal, its replies streamed (one line per message)")
+    c.add_argument("--model", required=True)
+    c.add_argument("--system", default="", help="a system message to start the conversation with")
+    c.add_argument("--max-new-tokens", type=int, default=0, help="0 (the default): up to the model's limit")
+    c.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
+    c.add_argument("--top-p", type=float, default=None, help="in (0, 1]; default off")
+    c.add_argument("--seed", type=int, default=None)
+    # Each task brings its own command (its own --server, --timeout and --json).
+    add_transcribe_parser(sub)
+    add_speak_parser(sub)
     return p
 
 
@@ -163,6 +203,9 @@ _COMMANDS = {
     "plugins": _cmd_plugins,
     "classify": _cmd_classify,
     "generate": _cmd_generate,
+    "chat": _cmd_chat,
+    "transcribe": cli_transcribe,
+    "speak": cli_speak,
 }
 
 

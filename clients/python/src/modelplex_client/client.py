@@ -8,18 +8,30 @@ from typing import Any
 import grpc
 
 from modelplex_client._methods import Methods, Stream, Unary
-from modelplex_client._requests import StubsMixin, channel_options, server_error
+from modelplex_client._requests import StubsMixin, channel_options, channel_target, server_error
+from modelplex_client._speech_recognition_calls import SpeechRecognitionCalls
+from modelplex_client._speech_recognition_calls import stream_recognize as _stream_recognize
+from modelplex_client._speech_synthesis_calls import SpeechSynthesisCalls
 
 __all__ = ["Client"]
 
 
-class Client(Methods, StubsMixin):
+class Client(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, StubsMixin):
     """A blocking client of one modelplex server. Thread-safe; use as a context manager.
 
     Its calls are listed in :class:`modelplex_client._methods.Methods` (``list_models``,
     ``classify``, ``generate``, ...). Every call raises :class:`modelplex_client.ServerError`
     (with the gRPC status ``code`` and ``details``) when the server refuses or fails it.
+
+    ``target`` is one server (``host:port``), a comma-separated list of replicas
+    (``"10.0.0.1:50051,10.0.0.2:50051"``), or a URI such as ``dns:///name:50051`` (every
+    address the name has): calls go round robin over the replicas, and idempotent ones
+    that fail UNAVAILABLE are tried again on another (``_requests.service_config``).
     """
+
+    stream_recognize = _stream_recognize
+    """Stream audio to ``StreamingRecognize``: ``stream_recognize(chunks, model=, sample_rate_hz=, ...)``
+    yields the responses (interim and final results) as they come (see ``_speech_recognition_calls``)."""
 
     def __init__(
         self,
@@ -29,7 +41,11 @@ class Client(Methods, StubsMixin):
         max_message_mb: float = 64,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self._bind(target, timeout, channel or grpc.insecure_channel(target, options=channel_options(max_message_mb)))
+        self._bind(
+            target,
+            timeout,
+            channel or grpc.insecure_channel(channel_target(target), options=channel_options(max_message_mb)),
+        )
 
     def __enter__(self) -> Client:
         return self

@@ -1,22 +1,10 @@
-"""A Hugging Face causal or seq2seq LM, decoded one step at a time with a KV cache per sequence.
+"""A Hugging Face causal or seq2seq LM, decoded step by step with continuous batching.
 
-Continuous batching: every ``step`` decodes all running sequences together. The
-prompts of new sequences run first, together (a causal LM's left-padded, a seq2seq
-LM's right-padded into the encoder, both masked); then the sequences already running share one forward
-pass:
-
-* causal LMs: each sequence's cache is left-padded to the longest, with an
-  attention mask hiding the padding and explicit position ids, so a sequence's
-  tokens are the ones it would get alone;
-* seq2seq LMs: the encoder states and cross-attention caches are right-padded
-  and masked. T5-style models (relative position buckets, which left padding
-  leaves intact) left-pad the decoder caches like causal LMs, so all running
-  sequences share a pass; other seq2seq models (absolute decoder positions,
-  which left padding would shift) batch the sequences whose decoders have the
-  same length, one pass per length.
-
-After the pass each sequence keeps its own slice of the cache, so it can leave
-the batch (finish, be cancelled) between any two steps.
+The forward passes are the engines': :mod:`modelplex_text.causal` (one shared, left-aligned
+KV cache built from transformers cache layers, full and sliding-window; chunked prefill;
+prefix caching) and :mod:`modelplex_text.seq2seq` (per-sequence caches). This module loads
+the model and its tokenizer, refuses at load what the engines cannot serve correctly
+(:mod:`modelplex_text.checks`), and turns each sequence's logits into its next token.
 """
 
 from __future__ import annotations
@@ -24,56 +12,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from modelplex import (
-    InvalidInputError,
-    LoadContext,
-    ModelLoadError,
-    NextToken,
-    SamplingParams,
-    TextGenerator,
-)
+from modelplex import InvalidInputError, LoadContext, ModelLoadError, NextToken, SamplingParams, TextGenerator
+from modelplex.tasks.text_generation import ChatMessage
+from modelplex_text import checks
+from modelplex_text.causal import CausalEngine, CausalSequence
+from modelplex_text.kvcache import cache_layout
 from modelplex_text.plugin import Family
+from modelplex_text.prefix import PrefixCache
 from modelplex_text.sampling import Sampler
+from modelplex_text.seq2seq import Seq2SeqEngine, Seq2SeqSequence
 from modelplex_text.settings import TextSettings
+from modelplex_text.tokens import TokenBytes, chat_template, render_chat
 from modelplex_text.weights import Source, resolve
 
 log = logging.getLogger(__name__)
 
 __all__ = ["HFTextGenerator"]
 
-# Decoder position schemes for which a left-padded decoder cache is exact.
-_RELATIVE_POSITIONS = frozenset({"t5", "mt5", "umt5"})
-
 # transformers builds models under process-wide patches (meta-device init), so two
 # instances loading at once on their own threads break each other: load one at a time.
 _LOAD_LOCK = threading.Lock()
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-@dataclass(eq=False)
-class _Sequence:
-    prompt: torch.Tensor  # [1, prompt_len]
-    sampler: Sampler
-    last: int | None = None  # the token fed at the next step; None before the prefill
-    self_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    cross_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    encoder_states: torch.Tensor | None = None  # [1, source_len, d_model], seq2seq only
-
-    @property
-    def length(self) -> int:
-        """Tokens in the self-attention cache."""
-        return self.self_kv[0][0].shape[-2] if self.self_kv else 0
-
-
-def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+_TOLERANCE = {torch.float32: 1e-3, torch.float16: 3e-2, torch.bfloat16: 6e-2}
 
 
 class HFTextGenerator(TextGenerator):
@@ -94,8 +59,11 @@ class HFTextGenerator(TextGenerator):
         self.is_encoder_decoder = family.kind == "seq2seq"
         self.model: Any = None
         self.tokenizer: Any = None
-        self._eos: frozenset[int] = frozenset()
+        self.engine: CausalEngine | Seq2SeqEngine | None = None
         self.context_length = 0
+        self._eos: frozenset[int] = frozenset()
+        self._template: str | None = None
+        self._bytes: TokenBytes | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,13 +78,72 @@ class HFTextGenerator(TextGenerator):
         if eos is None:
             eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
         self._eos = frozenset([eos] if isinstance(eos, int) else (eos or ()))
-        self.context_length = self.settings.context_length or self._context_length()
-        self._pad_decoder = config.model_type in _RELATIVE_POSITIONS
-        self._decoder_start = (
-            config.decoder_start_token_id
-            if getattr(config, "decoder_start_token_id", None) is not None
-            else config.pad_token_id
+        self.eos_token_ids = tuple(sorted(self._eos))
+        self.bos_token_id = self.tokenizer.bos_token_id
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self._template = chat_template(self.tokenizer, self.settings.chat_template, self.settings.chat_template_file)
+        self.has_chat_template = self._template is not None
+        self._bytes = TokenBytes(self.tokenizer)
+        if self.is_encoder_decoder:
+            self.context_length = self.settings.context_length or self._context_length()
+            self.engine = Seq2SeqEngine(self.model, self.device)
+        else:
+            self.engine = self._causal_engine()
+
+    def _causal_engine(self) -> CausalEngine:
+        config = self.model.config
+        name = self.ctx.model_name
+        try:
+            layout = cache_layout(config)
+        except ValueError as e:
+            raise ModelLoadError(
+                f"model {name!r} ({config.model_type}) has {e} layers, whose cache is not attention keys and "
+                "values: modelplex's continuous batching serves attention-only causal LMs (full or sliding window)"
+            ) from None
+        limit = checks.rope_limit(config)
+        self.context_length = self.settings.context_length or min(self._context_length(), limit or 1 << 62)
+        checks.check_rope(config, name, self.context_length)
+        prefix = None
+        if self.settings.prefix_cache_tokens:
+            prefix = PrefixCache(self.settings.prefix_block_tokens, self.settings.prefix_cache_tokens)
+        engine = CausalEngine(
+            self.model, layout, self.device, chunk_tokens=self.settings.prefill_chunk_tokens, prefix_cache=prefix
         )
+        windows = [k.window for k in layout if k.window is not None]
+        checks.probe(
+            name,
+            config.model_type,
+            lambda prompts, join_at: self._probe_logits(engine, prompts, join_at),
+            checks.reference_logits(self.model, self.device),
+            self.vocab_size,
+            window=min(windows) if windows else None,
+            tolerance=_TOLERANCE[self.dtype],
+        )
+        return engine
+
+    @torch.inference_mode()
+    def _probe_logits(self, engine: CausalEngine, prompts: list[list[int]], join_at: list[int]) -> list[torch.Tensor]:
+        """Each prompt's logits over three steps, prompt ``i`` joining at step ``join_at[i]``
+        (greedy tokens fed back)."""
+        seqs = [CausalSequence(p, Sampler(SamplingParams(), p, self.device)) for p in prompts]
+        rows: list[list[torch.Tensor]] = [[] for _ in prompts]
+        step = 0
+        while any(len(r) < 3 for r in rows):
+            active = [i for i, s in enumerate(seqs) if join_at[i] <= step and len(rows[i]) < 3]
+            results = engine.step([seqs[i] for i in active])
+            for i in active:
+                row = results[id(seqs[i])]
+                if isinstance(row, Exception):
+                    raise row
+                if row is not None:
+                    rows[i].append(row.float())
+                    seqs[i].last = int(row.argmax())
+            for i, s in enumerate(seqs):
+                if len(rows[i]) == 3 and not s.released:
+                    engine.release(s)
+            step += 1
+        engine.step([])  # the released rows leave the batch
+        return [torch.stack(r) for r in rows]
 
     def _load_tokenizer(self, source: Source) -> Any:
         from transformers import AutoTokenizer
@@ -143,7 +170,7 @@ class HFTextGenerator(TextGenerator):
             ) from e
 
     def _context_length(self) -> int:
-        config = self.model.config
+        config = self.model.config.get_text_config(decoder=True)
         for key in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
             value = getattr(config, key, None)
             if isinstance(value, int) and value > 0:
@@ -155,13 +182,19 @@ class HFTextGenerator(TextGenerator):
 
     def warmup(self) -> None:
         seq = self.start(self.tokenize("warm up"), SamplingParams())
-        for _ in range(2):
+        tokens = 0
+        while tokens < 2:
             (token,) = self.step([seq])
             if isinstance(token, Exception):
                 raise token
+            tokens += token is not None
         self.release(seq)
+        self.step([])
 
     def unload(self) -> None:
+        if self.engine is not None:
+            self.engine.clear()
+        self.engine = None
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -173,13 +206,15 @@ class HFTextGenerator(TextGenerator):
 
     # -- text ----------------------------------------------------------------------------------
 
-    def tokenize(self, prompt: str) -> list[int]:
+    def tokenize(self, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
         """Thread-safe, as the server requires (it runs on the server's tokenizing executor,
         possibly while ``step`` and ``detokenize`` run on the instance's thread): it only reads
         the tokenizer, and encodes without truncation or padding, the settings ``warmup`` left
         the fast tokenizer in, so the call never reconfigures (mutably borrows) the Rust
         tokenizer that another thread may be using."""
-        ids: list[int] = self.tokenizer(prompt, truncation=False, padding=False)["input_ids"]
+        ids: list[int] = self.tokenizer(prompt, truncation=False, padding=False, add_special_tokens=add_special_tokens)[
+            "input_ids"
+        ]
         if not ids:
             bos = self.tokenizer.bos_token_id
             if bos is None:
@@ -187,55 +222,65 @@ class HFTextGenerator(TextGenerator):
             ids = [bos]
         return ids
 
-    def detokenize(self, token_ids: Sequence[int]) -> str:
+    def detokenize(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         # No clean-up of spaces: it rewrites text across token boundaries (" ." -> "."), which
         # would make a window's decoding disagree with the whole text's.
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False))
+        return str(
+            self.tokenizer.decode(
+                list(token_ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+            )
+        )
+
+    def token_bytes(self, token_id: int) -> bytes:
+        assert self._bytes is not None
+        return self._bytes(token_id)
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        if self._template is None:
+            raise InvalidInputError(
+                f"model {self.ctx.model_name!r} has no chat template: its folder has none, and no "
+                "settings.chat_template (or chat_template_file) is configured; send a prompt instead"
+            )
+        return render_chat(self.tokenizer, self._template, messages, add_generation_prompt)
 
     def is_eos(self, token_id: int) -> bool:
         return token_id in self._eos
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def start(self, prompt_ids: Sequence[int], params: SamplingParams) -> _Sequence:
-        prompt = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
-        return _Sequence(prompt, Sampler(params, prompt_ids, self.device))
+    def start(self, prompt_ids: Sequence[int], params: SamplingParams) -> CausalSequence | Seq2SeqSequence:
+        sampler = Sampler(params, prompt_ids, self.device, self._eos)
+        if self.is_encoder_decoder:
+            return Seq2SeqSequence(list(prompt_ids), sampler)
+        return CausalSequence(list(prompt_ids), sampler)
 
     def release(self, sequence: Any) -> None:
-        sequence.self_kv = []
-        sequence.cross_kv = []
-        sequence.encoder_states = None
+        assert self.engine is not None
+        self.engine.release(sequence)
 
     @torch.inference_mode()
-    def step(self, sequences: Sequence[Any]) -> list[NextToken | Exception]:
-        rows: dict[int, torch.Tensor] = {}
-        running = [s for s in sequences if s.last is not None]
-        new = [s for s in sequences if s.last is None]
-        if len(new) > 1:
-            prefill = self._prefill_seq2seq_together if self.is_encoder_decoder else self._prefill_causal_together
-            for s, row in zip(new, prefill(new), strict=True):
-                rows[id(s)] = row
-        else:
-            for s in new:
-                rows[id(s)] = self._prefill(s)
-        if running:
-            pad = not self.is_encoder_decoder or self._pad_decoder
-            groups = [running] if pad else _by_length(running)
-            for group in groups:
-                logits = self._decode_causal(group) if not self.is_encoder_decoder else self._decode_seq2seq(group)
-                for s, row in zip(group, logits, strict=True):
-                    rows[id(s)] = row
+    def step(self, sequences: Sequence[Any]) -> list[NextToken | Exception | None]:
+        assert self.engine is not None
+        rows = self.engine.step(sequences)  # type: ignore[arg-type]
+        logits = {key: row for key, row in rows.items() if isinstance(row, torch.Tensor)}
         # Plain greedy rows take one argmax and one device-to-host copy together.
-        plain = [s for s in sequences if s.sampler.is_plain_greedy]
+        plain = [s for s in sequences if id(s) in logits and s.sampler.is_plain_greedy]
         picked: dict[int, NextToken] = {}
         if plain:
-            best = torch.stack([rows[id(s)] for s in plain]).argmax(dim=-1).tolist()
+            best = torch.stack([logits[id(s)] for s in plain]).argmax(dim=-1).tolist()
             for s, token_id in zip(plain, best, strict=True):
                 picked[id(s)] = s.sampler.take(token_id)
-        out: list[NextToken | Exception] = []
+        out: list[NextToken | Exception | None] = []
         for s in sequences:
+            if id(s) not in rows:
+                out.append(RuntimeError("the decode loop gave no result for a sequence"))
+                continue
+            row = rows[id(s)]
+            if row is None or isinstance(row, Exception):
+                out.append(row)
+                continue
             try:
-                token = picked.get(id(s)) or s.sampler(rows[id(s)])
+                token = picked.get(id(s)) or s.sampler(row)
             except Exception as e:  # one sequence's sampling failed: it alone fails
                 log.exception("sampling failed for one sequence")
                 out.append(e)
@@ -243,172 +288,3 @@ class HFTextGenerator(TextGenerator):
             s.last = token.token_id
             out.append(token)
         return out
-
-    def _prefill(self, s: _Sequence) -> torch.Tensor:
-        mask = torch.ones_like(s.prompt)
-        if self.is_encoder_decoder:
-            encoder = self.model.get_encoder()
-            s.encoder_states = encoder(input_ids=s.prompt, attention_mask=mask).last_hidden_state
-            start = torch.tensor([[self._decoder_start]], dtype=torch.long, device=self.device)
-            out = self.model(
-                encoder_outputs=(s.encoder_states,), attention_mask=mask, decoder_input_ids=start, use_cache=True
-            )
-            s.self_kv = _layers(out.cache.self_attention_cache)
-            s.cross_kv = _layers(out.cache.cross_attention_cache)
-        else:
-            out = self.model(input_ids=s.prompt, attention_mask=mask, use_cache=True, logits_to_keep=1)
-            s.self_kv = _layers(out.cache)
-        return out.logits[0, -1]
-
-    def _prefill_causal_together(self, group: list[_Sequence]) -> torch.Tensor:
-        """Run several prompts in one pass: left-padded, masked, with each prompt's own positions;
-        each sequence keeps its cache without the padding."""
-        from transformers import DynamicCache
-
-        lengths = [s.prompt.shape[1] for s in group]
-        longest = max(lengths)
-        pads = [longest - n for n in lengths]
-        ids = torch.zeros(len(group), longest, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
-        for row, (s, pad) in enumerate(zip(group, pads, strict=True)):
-            ids[row, pad:] = s.prompt[0]
-            mask[row, pad:] = 1
-        positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=DynamicCache(),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        layers = _layers(out.cache)
-        for row, (s, pad) in enumerate(zip(group, pads, strict=True)):
-            s.self_kv = [(k[row : row + 1, :, pad:], v[row : row + 1, :, pad:]) for k, v in layers]
-        return out.logits[:, -1]
-
-    def _prefill_seq2seq_together(self, group: list[_Sequence]) -> torch.Tensor:
-        """Encode several prompts in one pass (right-padded, masked) and run their first decoder
-        step together; each sequence keeps its encoder states and caches without the padding."""
-        lengths = [s.prompt.shape[1] for s in group]
-        longest = max(lengths)
-        pad_id = self.model.config.pad_token_id or 0
-        ids = torch.full((len(group), longest), pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
-        for row, (s, n) in enumerate(zip(group, lengths, strict=True)):
-            ids[row, :n] = s.prompt[0]
-            mask[row, :n] = 1
-        states = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-        start = torch.full((len(group), 1), self._decoder_start, dtype=torch.long, device=self.device)
-        out = self.model(encoder_outputs=(states,), attention_mask=mask, decoder_input_ids=start, use_cache=True)
-        self_layers = _layers(out.cache.self_attention_cache)
-        cross_layers = _layers(out.cache.cross_attention_cache)
-        for row, (s, n) in enumerate(zip(group, lengths, strict=True)):
-            # Copies, not views: these live as long as the sequence, and a view would keep the
-            # whole batch's tensors alive. (The self-attention caches are replaced every step.)
-            s.encoder_states = states[row : row + 1, :n].clone()
-            s.self_kv = [(k[row : row + 1], v[row : row + 1]) for k, v in self_layers]
-            s.cross_kv = [(k[row : row + 1, :, :n].clone(), v[row : row + 1, :, :n].clone()) for k, v in cross_layers]
-        return out.logits[:, -1]
-
-    def _decode_causal(self, group: list[_Sequence]) -> torch.Tensor:
-        from transformers import DynamicCache
-
-        lengths = [s.length for s in group]
-        longest = max(lengths)
-        pads = [longest - n for n in lengths]
-        n_layers = len(group[0].self_kv)
-        cache = DynamicCache(
-            [
-                (_cat_left([s.self_kv[i][0] for s in group], pads), _cat_left([s.self_kv[i][1] for s in group], pads))
-                for i in range(n_layers)
-            ]
-        )
-        mask = torch.ones(len(group), longest + 1, dtype=torch.long, device=self.device)
-        for row, pad in enumerate(pads):
-            mask[row, :pad] = 0
-        ids = torch.tensor([[s.last] for s in group], dtype=torch.long, device=self.device)
-        positions = torch.tensor([[n] for n in lengths], dtype=torch.long, device=self.device)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
-        )
-        layers = _layers(out.cache)
-        for row, (s, pad) in enumerate(zip(group, pads, strict=True)):
-            s.self_kv = [(k[row : row + 1, :, pad:], v[row : row + 1, :, pad:]) for k, v in layers]
-        return out.logits[:, -1]
-
-    def _decode_seq2seq(self, group: list[_Sequence]) -> torch.Tensor:
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        sources = [s.encoder_states.shape[1] for s in group]  # type: ignore[union-attr]
-        longest = max(sources)
-        pads = [longest - n for n in sources]
-        lengths = [s.length for s in group]
-        target_pads = [max(lengths) - n for n in lengths]  # zero unless _pad_decoder
-        n_layers = len(group[0].self_kv)
-        self_cache = DynamicCache(
-            [
-                (
-                    _cat_left([s.self_kv[i][0] for s in group], target_pads),
-                    _cat_left([s.self_kv[i][1] for s in group], target_pads),
-                )
-                for i in range(n_layers)
-            ]
-        )
-        cross_cache = DynamicCache(
-            [
-                (
-                    _cat_right([s.cross_kv[i][0] for s in group], pads),
-                    _cat_right([s.cross_kv[i][1] for s in group], pads),
-                )
-                for i in range(n_layers)
-            ]
-        )
-        states = _cat_right([s.encoder_states for s in group], pads, dim=1)  # type: ignore[misc]
-        mask = torch.ones(len(group), longest, dtype=torch.long, device=self.device)
-        for row, pad in enumerate(pads):
-            if pad:
-                mask[row, -pad:] = 0
-        decoder_mask = torch.ones(len(group), max(lengths) + 1, dtype=torch.long, device=self.device)
-        for row, pad in enumerate(target_pads):
-            decoder_mask[row, :pad] = 0
-        ids = torch.tensor([[s.last] for s in group], dtype=torch.long, device=self.device)
-        out = self.model(
-            encoder_outputs=(states,),
-            attention_mask=mask,
-            decoder_input_ids=ids,
-            decoder_attention_mask=decoder_mask,
-            cache=EncoderDecoderCache(self_cache, cross_cache),
-            use_cache=True,
-        )
-        layers = _layers(out.cache.self_attention_cache)
-        for row, (s, pad) in enumerate(zip(group, target_pads, strict=True)):
-            s.self_kv = [(k[row : row + 1, :, pad:], v[row : row + 1, :, pad:]) for k, v in layers]
-        return out.logits[:, -1]
-
-
-def _by_length(sequences: list[_Sequence]) -> list[list[_Sequence]]:
-    groups: dict[int, list[_Sequence]] = {}
-    for s in sequences:
-        groups.setdefault(s.length, []).append(s)
-    return list(groups.values())
-
-
-def _cat_left(tensors: list[torch.Tensor], pads: list[int]) -> torch.Tensor:
-    """Concatenate [1, heads, len, dim] tensors on the batch axis, left-padding ``len`` with zeros."""
-    if not any(pads):
-        return torch.cat(tensors)
-    return torch.cat([F.pad(t, (0, 0, p, 0)) if p else t for t, p in zip(tensors, pads, strict=True)])
-
-
-def _cat_right(tensors: list[torch.Tensor], pads: list[int], dim: int = 2) -> torch.Tensor:
-    """Concatenate on the batch axis, right-padding axis ``dim`` with zeros."""
-    if not any(pads):
-        return torch.cat(tensors)
-    padded = []
-    for t, p in zip(tensors, pads, strict=True):
-        if p:
-            widths = [0, 0] * (t.dim() - 1 - dim) + [0, p]
-            t = F.pad(t, widths)
-        padded.append(t)
-    return torch.cat(padded)

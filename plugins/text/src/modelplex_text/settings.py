@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,3 +28,23 @@ class TextSettings(BaseModel):
     context_length: int | None = Field(default=None, ge=2)
     """The longest prompt (a causal LM: prompt plus output), in tokens; defaults to the model's
     own (``n_positions``/``max_position_embeddings``, or the tokenizer's ``model_max_length``)."""
+
+    chat_template: str | None = Field(default=None, min_length=1)
+    """A Jinja chat template (the text) for the Chat RPC, for a model folder without one (or to
+    replace its own); rendered by the tokenizer's ``apply_chat_template``."""
+
+    chat_template_file: Path | None = None
+    """A file holding the chat template (e.g. a ``.jinja`` of the model's repository); overrides
+    ``chat_template``."""
+
+    prefill_chunk_tokens: int = Field(default=256, ge=16, le=1_000_000)
+    """While sequences are decoding, new prompts are prefilled at most this many tokens per step
+    (a long prompt over several steps), so that they delay each running token by one chunk at
+    most. With nothing running, a prompt is prefilled whole."""
+
+    prefix_cache_tokens: int = Field(default=0, ge=0, le=100_000_000)
+    """Tokens of prompt prefixes whose KV cache is kept for later prompts that start the same
+    way (a chat's system prompt, a conversation's earlier turns); 0 turns prefix caching off."""
+
+    prefix_block_tokens: int = Field(default=32, ge=1, le=4096)
+    """Prefixes are kept at multiples of this many tokens."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelplex.taskdef import TaskDefinition
 from modelplex.tasks.classification.conformance import PROBES
 from modelplex.tasks.classification.interface import ClassificationMeta, ImageClassifier
+from modelplex.tasks.classification.oip import ClassificationOip
 from modelplex.tasks.classification.runtime import ClassificationRuntime
 from modelplex.tasks.classification.servicer import add_servicers
 from modelplex.tasks.classification.settings import ClassificationSettings
@@ -22,5 +23,6 @@ TASK = TaskDefinition(
     settings_message=pb.ImageClassificationSettings.DESCRIPTOR.full_name,
     meta=ClassificationMeta,
     conformance=PROBES,
+    oip=ClassificationOip(),
     description="A batch of images in, the top-k classes of each out (dynamic batching).",
 )

@@ -6,6 +6,7 @@ are in the submodules, imported by the task's definition
 """
 
 from modelplex.tasks.text_generation.interface import (
+    ChatMessage,
     NextToken,
     SamplingParams,
     TextGenerationMeta,
@@ -13,4 +14,4 @@ from modelplex.tasks.text_generation.interface import (
     TopLogprob,
 )
 
-__all__ = ["NextToken", "SamplingParams", "TextGenerationMeta", "TextGenerator", "TopLogprob"]
+__all__ = ["ChatMessage", "NextToken", "SamplingParams", "TextGenerationMeta", "TextGenerator", "TopLogprob"]

@@ -17,7 +17,7 @@ from typing import Any
 from modelplex.errors import ModelplexError
 from modelplex.server.runtimes.base import RuntimeStats, inference_error
 from modelplex.server.runtimes.steps import StepSession
-from modelplex.tasks.text_generation.interface import NextToken, SamplingParams, TextGenerator
+from modelplex.tasks.text_generation.interface import ChatMessage, NextToken, SamplingParams, TextGenerator
 from modelplex.tasks.text_generation.output import IncrementalDetokenizer, StopMatcher
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,18 @@ class GenerationRequest:
     max_new_tokens: int
     params: SamplingParams = SamplingParams()
     stop: tuple[str, ...] = ()
+    prompt_token_ids: tuple[int, ...] = ()
+    """The prompt as token ids, used as they are (``prompt`` is empty then)."""
+    add_special_tokens: bool = True
+    """Whether tokenizing the prompt adds the model's special tokens (BOS)."""
+    skip_special_tokens: bool = True
+    """Whether special tokens are left out of the text deltas."""
+    messages: tuple[ChatMessage, ...] = ()
+    """A conversation, rendered by the model's chat template (``prompt`` is empty then)."""
+    add_generation_prompt: bool = True
+    """Whether the template ends the rendered conversation with the assistant's turn opening."""
+    n: int = 1
+    """Choices to generate for the prompt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +54,10 @@ class TokenLogprobs:
     token_id: int
     token: str
     logprob: float
-    top: tuple[tuple[int, str, float], ...] = ()
+    top: tuple[tuple[int, str, float, bytes], ...] = ()
+    """The most likely tokens: (id, text, logprob, bytes), best first."""
+    token_bytes: bytes = b""
+    """The token's raw bytes (a byte-level token may hold part of a character)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +73,20 @@ class GenerationChunk:
     completion_tokens: int = 0
     time_to_first_token_s: float = 0.0
     stop_sequence: str = ""
+    stop_token_id: int | None = None
+    """On the last chunk, when one of the request's ``stop_token_ids`` ended it."""
+    index: int = 0
+    """Which of the request's ``n`` choices the chunk belongs to."""
 
 
 class GenerationStream(StepSession[GenerationChunk]):
     """The chunks of one request, as an async iterator. ``cancel()`` (or leaving the
     iteration early and calling it) stops the generation at its next decode step."""
 
-    def __init__(self, request: GenerationRequest, deadline: float | None) -> None:
+    def __init__(self, request: GenerationRequest, deadline: float | None, index: int = 0) -> None:
         super().__init__(deadline)
         self.request = request
+        self.index = index
         self.arrived = time.perf_counter()
         self.prompt_ids: list[int] | None = None
         """The prompt's tokens, computed at submission; handed to ``start`` when admitted."""
@@ -78,6 +98,11 @@ class GenerationStream(StepSession[GenerationChunk]):
         self.first_token_s = 0.0
         self.detok: IncrementalDetokenizer | None = None
         self.stops = StopMatcher(request.stop)
+        self.stop_token: int | None = None
+
+    def chunk(self, text: str, token_ids: tuple[int, ...], logprobs: tuple[TokenLogprobs, ...]) -> GenerationChunk:
+        """A chunk of this stream that is not its last."""
+        return GenerationChunk(text, token_ids, logprobs, index=self.index)
 
     def final(
         self, text: str, token_ids: tuple[int, ...], logprobs: tuple[TokenLogprobs, ...], reason: str
@@ -93,6 +118,8 @@ class GenerationStream(StepSession[GenerationChunk]):
             completion_tokens=self.generated,
             time_to_first_token_s=self.first_token_s,
             stop_sequence=self.stops.matched or "",
+            stop_token_id=self.stop_token,
+            index=self.index,
         )
 
     def cancelled_chunk(self) -> GenerationChunk:
@@ -145,6 +172,8 @@ class Decoder:
         now = time.perf_counter()
         for s, token in zip(batch, tokens, strict=True):
             item: GenerationChunk | BaseException
+            if token is None:  # its prompt is still being prefilled
+                continue
             if isinstance(token, BaseException):  # this sequence alone failed
                 s.done = True
                 item = self._error(token)
@@ -166,7 +195,10 @@ class Decoder:
         """Start the sequence from the tokens computed (and checked) at submission."""
         ids, s.prompt_ids = s.prompt_ids, None
         assert ids is not None, "a stream joins only once its prompt is tokenized"
-        s.detok = IncrementalDetokenizer(model.detokenize)
+        if s.request.skip_special_tokens:
+            s.detok = IncrementalDetokenizer(model.detokenize)
+        else:
+            s.detok = IncrementalDetokenizer(lambda ids: model.detokenize(ids, skip_special_tokens=False))
         s.sequence = model.start(ids, s.request.params)
 
     def release(self, model: TextGenerator, streams: Sequence[GenerationStream]) -> None:
@@ -186,22 +218,37 @@ class Decoder:
         self.stats.outputs += 1
         if s.generated == 1:
             s.first_token_s = now - s.arrived
-        logprobs = _logprobs(model, token, s.request.params)
-        eos = model.is_eos(token.token_id)
-        text = s.stops.feed("" if eos else s.detok.add(token.token_id))
+        params = s.request.params
+        logprobs = _logprobs(model, token, params)
+        tid = token.token_id
+        eos = model.is_eos(tid) and not params.ignore_eos
+        if tid in params.stop_token_ids:
+            s.stop_token = tid
+        # An ending token's own text is not part of the output (an ignored EOS's is).
+        ends = eos or s.stop_token is not None
+        text = s.stops.feed("" if ends else s.detok.add(tid))
         if s.stops.matched is not None:
-            return s.final(text, (token.token_id,), logprobs, "stop")
-        if eos or s.generated >= s.limit:
+            s.stop_token = None
+            return s.final(text, (tid,), logprobs, "stop")
+        if ends or s.generated >= s.limit:
             text += s.stops.feed(s.detok.flush())
-            reason = "stop" if s.stops.matched is not None else ("eos" if eos else "length")
-            if s.stops.matched is None:
-                text += s.stops.flush()
-            return s.final(text, (token.token_id,), logprobs, reason)
-        return GenerationChunk(text, (token.token_id,), logprobs)
+            if s.stops.matched is not None:
+                s.stop_token = None
+                return s.final(text, (tid,), logprobs, "stop")
+            text += s.stops.flush()
+            reason = "stop" if s.stop_token is not None else ("eos" if eos else "length")
+            return s.final(text, (tid,), logprobs, reason)
+        return s.chunk(text, (tid,), logprobs)
 
 
 def _logprobs(model: TextGenerator, token: NextToken, params: SamplingParams) -> tuple[TokenLogprobs, ...]:
     if params.logprobs is None or token.logprob is None:
         return ()
-    top = tuple((t.token_id, model.detokenize([t.token_id]), t.logprob) for t in token.top[: params.logprobs])
-    return (TokenLogprobs(token.token_id, model.detokenize([token.token_id]), token.logprob, top),)
+
+    def text(token_id: int) -> str:
+        return model.detokenize([token_id], skip_special_tokens=False)
+
+    top = tuple(
+        (t.token_id, text(t.token_id), t.logprob, model.token_bytes(t.token_id)) for t in token.top[: params.logprobs]
+    )
+    return (TokenLogprobs(token.token_id, text(token.token_id), token.logprob, top, model.token_bytes(token.token_id)),)

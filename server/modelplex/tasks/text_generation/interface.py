@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelplex.errors import InvalidInputError
 from modelplex.specs import VariantMeta
 from modelplex.tasks.base import TaskModel
 
-__all__ = ["NextToken", "SamplingParams", "TextGenerationMeta", "TextGenerator", "TopLogprob"]
+__all__ = ["ChatMessage", "NextToken", "SamplingParams", "TextGenerationMeta", "TextGenerator", "TopLogprob"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,43 @@ class SamplingParams:
     """Seeds the sequence's own random generator: same seed, same tokens."""
     logprobs: int | None = None
     """None: no log-probabilities; n: the chosen token's and the n most likely."""
+    min_new_tokens: int = 0
+    """Until this many tokens are generated, the end-of-sequence tokens (unless ``ignore_eos``)
+    and ``stop_token_ids`` are never picked."""
+    stop_token_ids: tuple[int, ...] = ()
+    """Tokens that end the sequence (the server stops it); kept from being picked before
+    ``min_new_tokens``."""
+    ignore_eos: bool = False
+    """The end-of-sequence tokens do not end the sequence (nor are they suppressed)."""
+    presence_penalty: float = 0.0
+    """Subtracted from the logit of every token already generated (OpenAI's scheme)."""
+    frequency_penalty: float = 0.0
+    """Subtracted from a token's logit once per time it was generated."""
+    min_p: float = 0.0
+    """Drops tokens less likely than ``min_p`` times the most likely one; 0 is off."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """``(token id, bias)`` pairs added to the logits before sampling (and before greedy)."""
+
+    @property
+    def is_plain_greedy(self) -> bool:
+        """Greedy on the raw logits: no transform changes which token is the most likely."""
+        return (
+            self.temperature == 0
+            and self.repetition_penalty == 1.0
+            and self.presence_penalty == 0.0
+            and self.frequency_penalty == 0.0
+            and not self.logit_bias
+            and not self.min_new_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, rendered into a prompt by the model's chat template."""
+
+    role: str
+    """``system``, ``user``, ``assistant`` (or any role the template knows)."""
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +121,20 @@ class TextGenerator(TaskModel):
     """Longest prompt, in tokens. For a causal LM also the longest prompt plus output."""
     is_encoder_decoder: bool = False
     """True for seq2seq models (T5): the output does not share the prompt's window."""
+    eos_token_ids: tuple[int, ...] = ()
+    """The tokens that end a sequence (shown in ModelInfo); :meth:`is_eos` decides."""
+    bos_token_id: int | None = None
+    """The token a prompt starts with, if the model has one (shown in ModelInfo)."""
+    vocab_size: int = 0
+    """Token ids a prompt given as ids may use are ``0 .. vocab_size - 1``; 0: not checked."""
+    has_chat_template: bool = False
+    """Whether :meth:`render_chat` can render a conversation."""
 
     @abstractmethod
-    def tokenize(self, prompt: str) -> list[int]:
-        """The prompt's token ids, special tokens included as the model expects them.
-        Raise InvalidInputError for a prompt the model cannot take (e.g. empty).
+    def tokenize(self, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
+        """The prompt's token ids, special tokens included as the model expects them (unless
+        ``add_special_tokens`` is False: a prompt rendered from a chat template already has
+        them). Raise InvalidInputError for a prompt the model cannot take (e.g. empty).
 
         Called when a request is submitted, before it waits for a batch slot, so that a
         prompt the model cannot take (empty, or longer than ``context_length``) fails at
@@ -101,9 +148,23 @@ class TextGenerator(TaskModel):
         or padding settings.) Keep it cheap: no device work."""
 
     @abstractmethod
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        """The text of ``token_ids``, special tokens skipped. A prefix of a multi-byte
-        character may come out as U+FFFD; the server waits for the rest."""
+    def detokenize(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """The text of ``token_ids``, special tokens skipped unless ``skip_special_tokens`` is
+        False. A prefix of a multi-byte character may come out as U+FFFD; the server waits for
+        the rest. Thread-safe like :meth:`tokenize` (the Detokenize RPC calls it off the
+        instance's thread)."""
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The raw bytes of one token (a byte-level token may hold part of a character), for
+        logprobs. The default encodes its text, which is right for whole-character tokens."""
+        return self.detokenize([token_id], skip_special_tokens=False).encode()
+
+    def render_chat(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text of a conversation, rendered by the model's chat template, special
+        tokens included (it is tokenized with ``add_special_tokens=False``). Thread-safe like
+        :meth:`tokenize`. Raise InvalidInputError when the model has no template or the
+        template refuses the messages."""
+        raise InvalidInputError("this model has no chat template: send a prompt (Generate) instead")
 
     @abstractmethod
     def is_eos(self, token_id: int) -> bool:
@@ -114,13 +175,17 @@ class TextGenerator(TaskModel):
         """A new sequence for ``prompt_ids``. Cheap: the prompt runs in its first ``step``."""
 
     @abstractmethod
-    def step(self, sequences: Sequence[Any]) -> Sequence[NextToken | Exception]:
+    def step(self, sequences: Sequence[Any]) -> Sequence[NextToken | Exception | None]:
         """Generate one token for each sequence, together: one token per sequence, in order.
 
         A sequence's first step runs its prompt and samples the first token; later steps
         feed the previous token. Sequences of different lengths share the call; the
         greedy output of each must not depend on which others it ran with. ``sequences``
         is any subset of the running ones (a stream whose client reads slowly sits steps out).
+
+        A sequence whose prompt is not all processed yet (a long prompt prefilled in chunks,
+        a few hundred tokens per step, so that it does not stall the running sequences) may
+        return None in its place: it has no token this step.
 
         When something fails for one sequence only (its sampling, say), return the exception
         in its place: that sequence fails (INTERNAL, or the error's own status for a

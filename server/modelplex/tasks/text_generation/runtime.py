@@ -23,11 +23,12 @@ ModelNotReadyError.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
-import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from modelplex.errors import InvalidInputError, ModelNotReadyError, ModelplexError, QueueFullError
 from modelplex.server.instance import Instance
@@ -40,7 +41,8 @@ from modelplex.tasks.text_generation.decode import (
     GenerationStream,
     TokenLogprobs,
 )
-from modelplex.tasks.text_generation.interface import TextGenerator
+from modelplex.tasks.text_generation.interface import ChatMessage, TextGenerator
+from modelplex.tasks.text_generation.limits import CHARS_PER_TOKEN, MAX_LOGPROBS, MAX_STOP_SEQUENCES, Limits
 from modelplex.tasks.text_generation.settings import TextGenerationSettings
 from modelplex_client.pb import text_generation_pb2 as pb
 
@@ -50,6 +52,7 @@ __all__ = [
     "MAX_LOGPROBS",
     "MAX_STOP_SEQUENCES",
     "TOKENIZE_THREADS",
+    "ChoiceStreams",
     "GenerationChunk",
     "GenerationRequest",
     "GenerationStream",
@@ -57,14 +60,8 @@ __all__ = [
     "TokenLogprobs",
 ]
 
-MAX_STOP_SEQUENCES = 16
-"""Stop sequences one request may give."""
-MAX_STOP_LENGTH = 256
-"""Characters in one stop sequence."""
-MAX_LOGPROBS = 20
-"""Alternatives per token a request may ask for."""
-CHARS_PER_TOKEN = 32
-"""Characters per token of the context window a prompt may have, unless max_prompt_chars says."""
+T = TypeVar("T")
+
 TOKENIZE_THREADS = 2
 """Threads of a model's tokenizing executor, which tokenizes and checks prompts at submission."""
 
@@ -82,6 +79,7 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         self.is_encoder_decoder = bool(first.is_encoder_decoder)
         self.max_new_tokens = settings.max_new_tokens
         self.max_prompt_chars = settings.max_prompt_chars or self.context_length * CHARS_PER_TOKEN
+        self.limits = Limits(name, self.max_new_tokens, self.max_prompt_chars, int(getattr(first, "vocab_size", 0)))
         decoder = Decoder(name, self.stats)
         self.scheduler: StepScheduler[GenerationStream] = StepScheduler(
             name,
@@ -94,11 +92,19 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         self._tokenizer_pool: ThreadPoolExecutor | None = None
 
     def info(self) -> pb.TextGenerationInfo:
-        return pb.TextGenerationInfo(
+        model = self.first_model()
+        info = pb.TextGenerationInfo(
             context_length=self.context_length,
             max_new_tokens=self.max_new_tokens,
             is_encoder_decoder=self.is_encoder_decoder,
+            eos_token_ids=list(getattr(model, "eos_token_ids", ())),
+            has_chat_template=bool(getattr(model, "has_chat_template", False)),
+            vocab_size=self.limits.vocab_size,
         )
+        bos = getattr(model, "bos_token_id", None)
+        if bos is not None:
+            info.bos_token_id = bos
+        return info
 
     @property
     def running(self) -> int:
@@ -135,61 +141,45 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
 
     def validate(self, request: GenerationRequest) -> None:
         """Check the parameters; raise InvalidInputError naming the bad one and its range."""
-        p = request.params
-        if len(request.prompt) > self.max_prompt_chars:
-            raise InvalidInputError(
-                f"the prompt has {len(request.prompt):,} characters; model {self.name!r} takes at most "
-                f"{self.max_prompt_chars:,} (max_prompt_chars), before it is even tokenized"
-            )
-        if not 0 <= request.max_new_tokens <= self.max_new_tokens:
-            raise InvalidInputError(
-                f"max_new_tokens must be between 1 and {self.max_new_tokens} for model {self.name!r} "
-                f"(0 means {self.max_new_tokens}), got {request.max_new_tokens}"
-            )
-        if not math.isfinite(p.temperature) or p.temperature < 0:
-            raise InvalidInputError(f"temperature must be >= 0 (0 is greedy), got {p.temperature}")
-        if p.top_k < 0:
-            raise InvalidInputError(f"top_k must be >= 0 (0 is off), got {p.top_k}")
-        if not (0 < p.top_p <= 1):
-            raise InvalidInputError(f"top_p must be in (0, 1] (1 is off), got {p.top_p}")
-        if not math.isfinite(p.repetition_penalty) or p.repetition_penalty <= 0:
-            raise InvalidInputError(f"repetition_penalty must be > 0 (1 is off), got {p.repetition_penalty}")
-        if p.logprobs is not None and not 0 <= p.logprobs <= MAX_LOGPROBS:
-            raise InvalidInputError(f"logprobs must be between 0 and {MAX_LOGPROBS}, got {p.logprobs}")
-        if len(request.stop) > MAX_STOP_SEQUENCES:
-            raise InvalidInputError(f"{len(request.stop)} stop sequences; at most {MAX_STOP_SEQUENCES} are allowed")
-        for i, s in enumerate(request.stop):
-            if not s or len(s) > MAX_STOP_LENGTH:
-                raise InvalidInputError(f"stop sequence {i} must have 1 to {MAX_STOP_LENGTH} characters")
+        self.limits.validate(request)
 
-    def generate(self, request: GenerationRequest, deadline: float | None = None) -> GenerationStream:
-        """Queue a request on the least loaded instance; iterate the stream for its chunks.
+    def generate(self, request: GenerationRequest, deadline: float | None = None) -> GenerationStream | ChoiceStreams:
+        """Queue a request on the least loaded instance; iterate the stream for its chunks
+        (with ``n`` > 1, the chunks of its ``n`` choices, each with its ``index``, as they come).
         Raises InvalidInputError for a bad parameter, QueueFullError when the queue is full.
 
-        The prompt is tokenized and checked at once, on the tokenizing executor (not on the
-        event loop, not on the instance's thread), before the request waits for a batch slot:
-        a prompt the model cannot take (too long for the context window, or one ``tokenize``
-        refuses) fails the first iteration with InvalidInputError as soon as it is tokenized,
-        however busy the batch is."""
+        The prompt is tokenized (or a chat rendered and tokenized) and checked at once, on the
+        tokenizing executor (not on the event loop, not on the instance's thread), before the
+        request waits for a batch slot: a prompt the model cannot take (too long for the context
+        window, or one ``tokenize`` refuses) fails the first iteration with InvalidInputError as
+        soon as it is tokenized, however busy the batch is. The ``n`` choices share it."""
         self.validate(request)
         pool = self._tokenizer_pool
         if pool is None or self.scheduler.stopping:
             raise ModelNotReadyError(f"model {self.name!r} is not serving")
-        if self.waiting + self.tokenizing >= self.settings.max_queue_size:
+        if self.waiting + self.tokenizing + request.n > self.settings.max_queue_size:
             raise QueueFullError(
                 f"model {self.name!r} has {self.settings.max_queue_size} requests waiting; retry later"
             )
-        stream = GenerationStream(request, deadline)
-        lane = self.scheduler.assign(stream)
-        model = lane.instance.model
+        streams = [GenerationStream(_choice(request, i), deadline, i) for i in range(request.n)]
+        lanes = [self.scheduler.assign(s) for s in streams]
+        model = lanes[0].instance.model
         assert isinstance(model, TextGenerator)
-        future = asyncio.get_running_loop().run_in_executor(pool, self._tokenize, model, request.prompt)
-        future.add_done_callback(functools.partial(self._tokenized, stream))
-        return stream
+        future = asyncio.get_running_loop().run_in_executor(pool, self._prompt_ids, model, request)
+        future.add_done_callback(functools.partial(self._tokenized, streams))
+        return streams[0] if request.n == 1 else ChoiceStreams(streams)
 
-    def _tokenize(self, model: TextGenerator, prompt: str) -> list[int]:
+    def _prompt_ids(self, model: TextGenerator, request: GenerationRequest) -> list[int]:
         """On the tokenizing executor: the prompt's tokens, checked against the context window."""
-        ids = list(model.tokenize(prompt))
+        if request.messages:
+            text = model.render_chat(request.messages, add_generation_prompt=request.add_generation_prompt)
+            ids = list(model.tokenize(text, add_special_tokens=False))  # the template has them
+        elif request.prompt_token_ids:
+            ids = list(request.prompt_token_ids)
+        elif request.add_special_tokens:
+            ids = list(model.tokenize(request.prompt))
+        else:
+            ids = list(model.tokenize(request.prompt, add_special_tokens=False))
         self._room(len(ids))
         return ids
 
@@ -210,25 +200,136 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
             )
         return self.context_length - n
 
-    def _tokenized(self, stream: GenerationStream, future: asyncio.Future[list[int]]) -> None:
-        """On the event loop, once the prompt is tokenized: fail the stream, or queue it for a slot."""
-        if stream.done or stream.cancelled:  # stop() ended it meanwhile, or its client left
-            self.scheduler.abandon(stream)
-            stream.done = True
-            return
-        if future.cancelled():
-            self.scheduler.abandon(stream)
-            stream.put(stream.cancelled_chunk(), final=True)
-            return
-        error = future.exception()
-        if error is not None:
-            self.scheduler.abandon(stream)
-            stream.put(error if isinstance(error, ModelplexError) else inference_error(self.name, error))
-            return
-        ids = future.result()
-        stream.prompt_ids = ids
-        stream.prompt_tokens = len(ids)
-        wanted = stream.request.max_new_tokens or self.max_new_tokens  # 0: the model's limit
-        stream.limit = min(wanted, self._room(len(ids)))
-        if not self.scheduler.enqueue(stream) and not stream.done:
-            stream.put(stream.cancelled_chunk(), final=True)
+    def _tokenized(self, streams: list[GenerationStream], future: asyncio.Future[list[int]]) -> None:
+        """On the event loop, once the prompt is tokenized: fail the streams, or queue them for slots."""
+        for stream in streams:
+            if stream.done or stream.cancelled:  # stop() ended it meanwhile, or its client left
+                self.scheduler.abandon(stream)
+                stream.done = True
+                continue
+            if future.cancelled():
+                self.scheduler.abandon(stream)
+                stream.put(stream.cancelled_chunk(), final=True)
+                continue
+            error = future.exception()
+            if error is not None:
+                self.scheduler.abandon(stream)
+                stream.put(error if isinstance(error, ModelplexError) else inference_error(self.name, error))
+                continue
+            ids = future.result()
+            stream.prompt_ids = ids
+            stream.prompt_tokens = len(ids)
+            wanted = stream.request.max_new_tokens or self.max_new_tokens  # 0: the model's limit
+            stream.limit = min(wanted, self._room(len(ids)))
+            if not self.scheduler.enqueue(stream) and not stream.done:
+                stream.put(stream.cancelled_chunk(), final=True)
+
+    # -- tokens (event loop) ---------------------------------------------------------------------
+
+    async def tokenize(
+        self,
+        text: str,
+        *,
+        add_special_tokens: bool = True,
+        messages: Sequence[ChatMessage] = (),
+        add_generation_prompt: bool = True,
+    ) -> tuple[list[int], list[str]]:
+        """The token ids of a text (or of a conversation rendered by the chat template) and each
+        token's text, special tokens included, on the tokenizing executor."""
+        self.limits.validate(GenerationRequest(text, 0, messages=tuple(messages)))
+        request = GenerationRequest(
+            text,
+            0,
+            add_special_tokens=add_special_tokens,
+            messages=tuple(messages),
+            add_generation_prompt=add_generation_prompt,
+        )
+        model = self.first_model()
+        assert isinstance(model, TextGenerator)
+
+        def run() -> tuple[list[int], list[str]]:
+            if request.messages:
+                prompt = model.render_chat(request.messages, add_generation_prompt=add_generation_prompt)
+                ids = list(model.tokenize(prompt, add_special_tokens=False))
+            elif add_special_tokens:
+                ids = list(model.tokenize(text))
+            else:
+                ids = list(model.tokenize(text, add_special_tokens=False))
+            return ids, [model.detokenize([t], skip_special_tokens=False) for t in ids]
+
+        return await self._off_loop(run)
+
+    async def detokenize(self, token_ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """The text of ``token_ids``, on the tokenizing executor."""
+        if len(token_ids) > self.max_prompt_chars:
+            raise InvalidInputError(f"{len(token_ids):,} token ids: more than model {self.name!r} takes")
+        self.limits.token_ids("token_ids", list(token_ids))
+        model = self.first_model()
+        assert isinstance(model, TextGenerator)
+        ids = list(token_ids)
+        if skip_special_tokens:
+            return await self._off_loop(lambda: model.detokenize(ids))
+        return await self._off_loop(lambda: model.detokenize(ids, skip_special_tokens=False))
+
+    async def _off_loop(self, fn: Callable[[], T]) -> T:
+        pool = self._tokenizer_pool
+        if pool is None or self.scheduler.stopping:
+            raise ModelNotReadyError(f"model {self.name!r} is not serving")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        except ModelplexError:
+            raise
+        except Exception as e:
+            raise inference_error(self.name, e) from e
+
+
+def _choice(request: GenerationRequest, index: int) -> GenerationRequest:
+    """Choice ``index``'s request: the same, with the next seeds (so a seeded request repeats)."""
+    seed = request.params.seed
+    if index == 0 or seed is None:
+        return request
+    return dataclasses.replace(request, params=dataclasses.replace(request.params, seed=(seed + index) % 2**64))
+
+
+class ChoiceStreams:
+    """The ``n`` streams of one request, as one async iterator of their chunks (each with its
+    ``index``), in the order they come; it ends when every choice has ended. ``cancel()``
+    cancels them all; an error in one ends the iteration (and cancels the others)."""
+
+    def __init__(self, streams: Sequence[GenerationStream]) -> None:
+        self.streams = list(streams)
+
+    def cancel(self) -> None:
+        for s in self.streams:
+            s.cancel()
+
+    def __aiter__(self) -> AsyncIterator[GenerationChunk]:
+        return self._merged()
+
+    async def _merged(self) -> AsyncIterator[GenerationChunk]:
+        # Bounded, so that a slow reader leaves chunks in the streams, which then pause.
+        queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue(maxsize=len(self.streams))
+
+        async def pump(stream: GenerationStream) -> None:
+            try:
+                async for chunk in stream:
+                    await queue.put(chunk)
+            except Exception as e:
+                await queue.put(e)
+            await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(s)) for s in self.streams]
+        try:
+            left = len(tasks)
+            while left:
+                item = await queue.get()
+                if item is None:
+                    left -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            self.cancel()
+            for t in tasks:
+                t.cancel()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import cast
 
 from grpc import aio
 
 from modelplex.server.grpc_errors import deadline_of, grpc_errors, grpc_stream_errors
 from modelplex.taskdef import RuntimeLookup
-from modelplex.tasks.text_generation.decode import GenerationChunk, GenerationRequest, TokenLogprobs
-from modelplex.tasks.text_generation.interface import SamplingParams
+from modelplex.tasks.text_generation.convert import CompleteBuilder, logprobs_to_proto, request_from_proto, set_final
+from modelplex.tasks.text_generation.decode import GenerationChunk
+from modelplex.tasks.text_generation.interface import ChatMessage
 from modelplex.tasks.text_generation.runtime import TextGenerationRuntime
 from modelplex_client.pb import text_generation_pb2 as pb
 from modelplex_client.pb import text_generation_pb2_grpc as pb_grpc
@@ -20,37 +21,6 @@ from modelplex_client.pb import text_generation_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 __all__ = ["TextGenerationServicer", "add_servicers", "request_from_proto"]
-
-_FINISH = {
-    "length": pb.FINISH_REASON_LENGTH,
-    "stop": pb.FINISH_REASON_STOP,
-    "eos": pb.FINISH_REASON_EOS,
-    "cancelled": pb.FINISH_REASON_CANCELLED,
-}
-
-
-def request_from_proto(request: pb.GenerateRequest | pb.CompleteRequest) -> GenerationRequest:
-    params = SamplingParams(
-        temperature=request.temperature,
-        top_k=request.top_k,
-        top_p=request.top_p if request.HasField("top_p") else 1.0,
-        repetition_penalty=request.repetition_penalty if request.HasField("repetition_penalty") else 1.0,
-        seed=request.seed if request.HasField("seed") else None,
-        logprobs=request.logprobs if request.HasField("logprobs") else None,
-    )
-    return GenerationRequest(request.prompt, request.max_new_tokens, params, tuple(request.stop))
-
-
-def _logprobs(items: tuple[TokenLogprobs, ...]) -> list[pb.TokenLogprob]:
-    return [
-        pb.TokenLogprob(
-            token_id=t.token_id,
-            token=t.token,
-            logprob=t.logprob,
-            top=[pb.TopLogprob(token_id=i, token=text, logprob=lp) for i, text, lp in t.top],
-        )
-        for t in items
-    ]
 
 
 class TextGenerationServicer(pb_grpc.TextGenerationServicer):
@@ -64,52 +34,73 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateResponse]:
+        async for chunk in self._chunks(request, context):
+            yield _response(pb.GenerateResponse, request, chunk)
+
+    @grpc_stream_errors
+    async def Chat(self, request: pb.ChatRequest, context: aio.ServicerContext) -> AsyncIterator[pb.ChatResponse]:
+        async for chunk in self._chunks(request, context):
+            yield _response(pb.ChatResponse, request, chunk)
+
+    async def _chunks(
+        self, request: pb.GenerateRequest | pb.ChatRequest | pb.CompleteRequest, context: aio.ServicerContext
+    ) -> AsyncGenerator[GenerationChunk, None]:
         stream = self._runtime(request.model).generate(request_from_proto(request), deadline_of(context))
         try:
             async for chunk in stream:
-                yield self._response(request, chunk)
+                yield chunk
         finally:
-            stream.cancel()  # a no-op once finished; else the sequence leaves the batch
-
-    def _response(self, request: pb.GenerateRequest, chunk: GenerationChunk) -> pb.GenerateResponse:
-        message = pb.GenerateResponse(
-            request_id=request.request_id,
-            model=request.model,
-            text=chunk.text,
-            token_ids=chunk.token_ids,
-            logprobs=_logprobs(chunk.logprobs),
-        )
-        if chunk.finish_reason is not None:
-            _set_final(message, chunk)
-        return message
+            stream.cancel()  # a no-op once finished; else the sequences leave the batch
 
     @grpc_errors
     async def Complete(self, request: pb.CompleteRequest, context: aio.ServicerContext) -> pb.CompleteResponse:
         started = time.perf_counter()
-        stream = self._runtime(request.model).generate(request_from_proto(request), deadline_of(context))
-        response = pb.CompleteResponse(request_id=request.request_id, model=request.model)
-        texts = []
+        builder = CompleteBuilder(request.n or 1)
+        chunks = self._chunks(request, context)
         try:
-            async for chunk in stream:
-                texts.append(chunk.text)
-                response.token_ids.extend(chunk.token_ids)
-                response.logprobs.extend(_logprobs(chunk.logprobs))
-                last = chunk
+            async for chunk in chunks:
+                builder.add(chunk)
         finally:
-            stream.cancel()
-        response.text = "".join(texts)
-        _set_final(response, last)
+            await chunks.aclose()
+        response = builder.build(pb.CompleteResponse(request_id=request.request_id, model=request.model))
         response.total_time_ms = (time.perf_counter() - started) * 1000
         return response
 
+    @grpc_errors
+    async def Tokenize(self, request: pb.TokenizeRequest, context: aio.ServicerContext) -> pb.TokenizeResponse:
+        ids, tokens = await self._runtime(request.model).tokenize(
+            request.text,
+            add_special_tokens=request.add_special_tokens if request.HasField("add_special_tokens") else True,
+            messages=[ChatMessage(m.role, m.content) for m in request.messages],
+            add_generation_prompt=(
+                request.add_generation_prompt if request.HasField("add_generation_prompt") else True
+            ),
+        )
+        return pb.TokenizeResponse(model=request.model, token_ids=ids, tokens=tokens)
 
-def _set_final(message: pb.GenerateResponse | pb.CompleteResponse, last: GenerationChunk) -> None:
-    """The fields of a stream's last chunk, on a Generate or Complete response."""
-    message.finish_reason = _FINISH[last.finish_reason or "cancelled"]
-    message.usage.prompt_tokens = last.prompt_tokens
-    message.usage.completion_tokens = last.completion_tokens
-    message.time_to_first_token_ms = last.time_to_first_token_s * 1000
-    message.stop_sequence = last.stop_sequence
+    @grpc_errors
+    async def Detokenize(self, request: pb.DetokenizeRequest, context: aio.ServicerContext) -> pb.DetokenizeResponse:
+        skip = request.skip_special_tokens if request.HasField("skip_special_tokens") else True
+        text = await self._runtime(request.model).detokenize(list(request.token_ids), skip_special_tokens=skip)
+        return pb.DetokenizeResponse(model=request.model, text=text)
+
+
+def _response(
+    kind: type[pb.GenerateResponse] | type[pb.ChatResponse],
+    request: pb.GenerateRequest | pb.ChatRequest,
+    chunk: GenerationChunk,
+) -> pb.GenerateResponse | pb.ChatResponse:
+    message = kind(
+        request_id=request.request_id,
+        model=request.model,
+        text=chunk.text,
+        token_ids=chunk.token_ids,
+        logprobs=logprobs_to_proto(chunk.logprobs),
+        index=chunk.index,
+    )
+    if chunk.finish_reason is not None:
+        set_final(message, chunk)
+    return message
 
 
 def add_servicers(runtimes: RuntimeLookup, server: aio.Server) -> None:

@@ -48,6 +48,21 @@ class TextGenerationStub:
                 request_serializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.Chat = channel.unary_stream(
+                '/modelplex.v1.TextGeneration/Chat',
+                request_serializer=modelplex_dot_v1_dot_text__generation__pb2.ChatRequest.SerializeToString,
+                response_deserializer=modelplex_dot_v1_dot_text__generation__pb2.ChatResponse.FromString,
+                _registered_method=True)
+        self.Tokenize = channel.unary_unary(
+                '/modelplex.v1.TextGeneration/Tokenize',
+                request_serializer=modelplex_dot_v1_dot_text__generation__pb2.TokenizeRequest.SerializeToString,
+                response_deserializer=modelplex_dot_v1_dot_text__generation__pb2.TokenizeResponse.FromString,
+                _registered_method=True)
+        self.Detokenize = channel.unary_unary(
+                '/modelplex.v1.TextGeneration/Detokenize',
+                request_serializer=modelplex_dot_v1_dot_text__generation__pb2.DetokenizeRequest.SerializeToString,
+                response_deserializer=modelplex_dot_v1_dot_text__generation__pb2.DetokenizeResponse.FromString,
+                _registered_method=True)
 
 
 class TextGenerationServicer:
@@ -75,6 +90,31 @@ class TextGenerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Chat(self, request, context):
+        """Streams the model's reply to a conversation: the messages are rendered
+        with the model's chat template (apply_chat_template, with the assistant's
+        turn opened) into a prompt whose special tokens come from the template
+        alone, then generated and streamed exactly like Generate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Tokenize(self, request, context):
+        """The token ids of a text (or of a conversation rendered by the chat
+        template), as Generate would tokenize its prompt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detokenize(self, request, context):
+        """The text of token ids, as Generate would decode them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TextGenerationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -87,6 +127,21 @@ def add_TextGenerationServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.FromString,
                     response_serializer=modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.SerializeToString,
+            ),
+            'Chat': grpc.unary_stream_rpc_method_handler(
+                    servicer.Chat,
+                    request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.ChatRequest.FromString,
+                    response_serializer=modelplex_dot_v1_dot_text__generation__pb2.ChatResponse.SerializeToString,
+            ),
+            'Tokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tokenize,
+                    request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.TokenizeRequest.FromString,
+                    response_serializer=modelplex_dot_v1_dot_text__generation__pb2.TokenizeResponse.SerializeToString,
+            ),
+            'Detokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detokenize,
+                    request_deserializer=modelplex_dot_v1_dot_text__generation__pb2.DetokenizeRequest.FromString,
+                    response_serializer=modelplex_dot_v1_dot_text__generation__pb2.DetokenizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -147,6 +202,87 @@ class TextGeneration:
             '/modelplex.v1.TextGeneration/Complete',
             modelplex_dot_v1_dot_text__generation__pb2.CompleteRequest.SerializeToString,
             modelplex_dot_v1_dot_text__generation__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelplex.v1.TextGeneration/Chat',
+            modelplex_dot_v1_dot_text__generation__pb2.ChatRequest.SerializeToString,
+            modelplex_dot_v1_dot_text__generation__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplex.v1.TextGeneration/Tokenize',
+            modelplex_dot_v1_dot_text__generation__pb2.TokenizeRequest.SerializeToString,
+            modelplex_dot_v1_dot_text__generation__pb2.TokenizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelplex.v1.TextGeneration/Detokenize',
+            modelplex_dot_v1_dot_text__generation__pb2.DetokenizeRequest.SerializeToString,
+            modelplex_dot_v1_dot_text__generation__pb2.DetokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,62 @@
+"""A CTC recognizer over a PyTorch module: device placement, batching, unloading.
+
+A model family subclasses :class:`TorchCTC` and implements :meth:`TorchCTC.build` (load the
+module and set the labels, rate and frame hop) and :meth:`TorchCTC.forward` (a (B, N) batch
+of samples to (B, frames, labels) scores).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from modelplex import LoadContext
+from modelplex.tasks.speech_recognition import CTCRecognizer
+
+__all__ = ["TorchCTC"]
+
+
+class TorchCTC(CTCRecognizer):
+    """The shared part of every CTC model of this plugin."""
+
+    def __init__(self, ctx: LoadContext[Any]) -> None:
+        self.ctx = ctx
+        self.module: Any = None
+        self.languages = tuple(getattr(ctx.variant.meta, "languages", ()) or ())
+
+    @abstractmethod
+    def build(self) -> Any:
+        """On the instance's thread: the module (on the CPU, in eval mode), after setting
+        ``labels``, ``blank``, ``word_delimiter``, ``sample_rate`` and ``samples_per_frame``."""
+
+    @abstractmethod
+    def forward(self, batch: Any) -> Any:
+        """(B, N) float32 samples on the device to (B, frames, len(labels)) scores."""
+
+    def load(self) -> None:
+        import torch
+
+        module = self.build()
+        self.module = module.to(torch.device(self.ctx.device)).eval()
+
+    def unload(self) -> None:
+        import torch
+
+        self.module = None
+        if self.ctx.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def memory_bytes(self) -> int:
+        if self.module is None:
+            return 0
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def emissions(self, audio: Sequence[Any]) -> list[Any]:
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.stack([a.float() for a in audio]).to(self.ctx.device)
+            scores = self.forward(batch)
+        return list(scores.float().cpu())
