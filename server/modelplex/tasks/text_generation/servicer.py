@@ -55,6 +55,8 @@ class TextGenerationServicer(pb_grpc.TextGenerationServicer):
     @grpc_errors
     async def Complete(self, request: pb.CompleteRequest, context: aio.ServicerContext) -> pb.CompleteResponse:
         started = time.perf_counter()
+        runtime = self._runtime(request.model)
+        runtime.validate(request_from_proto(request))  # before sizing anything by the request's n
         builder = CompleteBuilder(request.n or 1)
         chunks = self._chunks(request, context)
         try:
