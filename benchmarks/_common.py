@@ -79,8 +79,12 @@ sys.path[:0] = [str(p) for p in Tree(ROOT).pythonpath]
 
 
 def trees(args: argparse.Namespace) -> list[Tree]:
-    """This checkout, then the one of ``--compare-tree`` when given."""
-    return [Tree(ROOT)] + ([Tree(args.compare_tree)] if getattr(args, "compare_tree", None) else [])
+    """This checkout, then the one of ``--compare-tree`` when given (labelled with its path too
+    when both are the same commit)."""
+    out = [Tree(ROOT)] + ([Tree(args.compare_tree)] if getattr(args, "compare_tree", None) else [])
+    if len(out) == 2 and out[0].label == out[1].label:
+        out[1].label += f" ({out[1].path})"
+    return out
 
 
 # -- processes --------------------------------------------------------------------------------------
