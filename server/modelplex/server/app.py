@@ -138,7 +138,7 @@ class ModelServer:
             max_streams=s.max_concurrent_streams,
             max_streams_per_model=s.max_streams_per_model,
             max_stream_duration_s=s.max_stream_duration_s,
-            known_models=lambda: {m.name for m in self.registry.list()},
+            is_served=self.registry.has,
         )
         tracer = Tracer(s.tracing) if s.tracing.enabled else None
         return RequestInterceptor(policy, self.auth if self.auth.enabled else None, self.metrics, tracer)

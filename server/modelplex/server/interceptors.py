@@ -64,7 +64,8 @@ class CallPolicy:
     max_streams: int | None = None
     max_streams_per_model: int | None = None
     max_stream_duration_s: float | None = None
-    known_models: Callable[[], set[str]] = set
+    is_served: Callable[[str], bool] = lambda name: False
+    """Whether a model of that name is loaded (only those become metric labels)."""
 
 
 class _Call:
@@ -79,12 +80,12 @@ class _Call:
         self.messages = 0
         self.span: Any = None
 
-    def saw(self, request: Any, known: set[str]) -> None:
+    def saw(self, request: Any, is_served: Callable[[str], bool]) -> None:
         if self.messages == 0 and not self.model:
             # modelplex's requests name it `model`; the Open Inference Protocol's `model_name`.
             model = getattr(request, "model", "") or getattr(request, "model_name", "")
             # Only names of served models become labels: callers cannot grow the series.
-            self.model = model if isinstance(model, str) and model in known else ("unknown" if model else "")
+            self.model = model if isinstance(model, str) and is_served(model) else ("unknown" if model else "")
             rid = getattr(request, "request_id", "")
             self.request_id = rid[:128] if isinstance(rid, str) else ""
 
@@ -143,7 +144,7 @@ class RequestInterceptor(aio.ServerInterceptor):
         if isinstance(request, _Malformed):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         if request is not None:
-            call.saw(request, self.policy.known_models())
+            call.saw(request, self.policy.is_served)
 
     def _requests(self, call: _Call, iterator: AsyncIterator[Any], context: aio.ServicerContext) -> AsyncIterator[Any]:
         """A client stream's messages, each checked; the first names the model."""
@@ -152,7 +153,7 @@ class RequestInterceptor(aio.ServerInterceptor):
             async for request in iterator:
                 if isinstance(request, _Malformed):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-                call.saw(request, self.policy.known_models())
+                call.saw(request, self.policy.is_served)
                 yield request
 
         return checked()

@@ -109,6 +109,10 @@ class ModelRegistry:
     def list(self) -> list[LoadedModel]:
         return list(self._models.values())
 
+    def has(self, name: str) -> bool:
+        """Whether a model of that name is in the registry (in any state)."""
+        return name in self._models
+
     def describe(self, name: str) -> LoadedModel:
         """The model of that name in any state; ModelNotFoundError if there is none."""
         model = self._models.get(name)

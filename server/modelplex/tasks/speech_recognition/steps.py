@@ -13,6 +13,7 @@ step: its finals in order, then its open segment's interim result.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -302,7 +303,7 @@ class Stepper:
         if previous == t.text:
             return None
         s.state.open.last_text = t.text
-        same = _common_prefix(previous or "", t.text)
+        same = len(os.path.commonprefix([previous or "", t.text]))
         stability = same / len(t.text) if t.text else 1.0
         result = _result(t, False, start / rate, end / rate, s.state.open.index, s.options.word_offsets)
         return RecognitionResult(
@@ -325,15 +326,6 @@ class Stepper:
 def _result(t: Transcript, final: bool, start: float, end: float, index: int, words: bool) -> RecognitionResult:
     shifted = tuple(Word(w.text, start + w.start_s, start + w.end_s) for w in t.words) if words else ()
     return RecognitionResult(t.text, final, start, end, index, 0.0, shifted, t.confidence)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _concat(chunks: list[Any]) -> Any:

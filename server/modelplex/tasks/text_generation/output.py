@@ -5,6 +5,7 @@ Pure logic over a ``detokenize`` function, run on the instance's thread.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 __all__ = ["IncrementalDetokenizer", "StopMatcher"]
@@ -47,18 +48,11 @@ class IncrementalDetokenizer:
             return ""
         # A window's decoding normally extends the shorter one; if a tokenizer
         # rewrites earlier text, emit only what is new past its common prefix.
-        delta = after[len(before) :] if after.startswith(before) else after[_common_prefix(before, after) :]
+        delta = (
+            after[len(before) :] if after.startswith(before) else after[len(os.path.commonprefix([before, after])) :]
+        )
         self._prefix, self._read = self._read, len(self._ids)
         return delta
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class StopMatcher:
