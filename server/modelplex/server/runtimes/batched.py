@@ -83,20 +83,30 @@ class BatchingRuntime(TaskRuntime[BS], Generic[BS, J, R]):
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
 
+    def enqueue(self, job: J, size: int = 1, deadline: float | None = None) -> asyncio.Future[R]:
+        """Queue ``job`` (taking ``size`` batch slots) and return its future at once, so a task
+        can queue several jobs before it awaits any. Raises QueueFullError at once when the
+        queue is full. Cancel the future to drop a job that has not started; a job still queued
+        when ``deadline`` (loop time) passes fails with DeadlineExceededError unrun."""
+        return self._put(job, size, deadline).future
+
     async def submit(self, job: J, size: int = 1, deadline: float | None = None) -> R:
-        """Queue ``job`` (taking ``size`` batch slots) and wait for its result. Raises
-        QueueFullError at once when the queue is full; the job is dropped unrun if the
-        caller goes away or ``deadline`` (loop time) passes while it waits."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        pending = Pending(job, size, future, deadline)
-        self._queue.put(pending)
+        """Queue ``job`` and wait for its result (see :meth:`enqueue`); the job is dropped
+        unrun if the caller goes away while it waits."""
+        pending = self._put(job, size, deadline)
         try:
-            return await future
+            return await pending.future
         except asyncio.CancelledError:
-            future.cancel()  # the worker skips it if it has not started
+            pending.future.cancel()  # the worker skips it if it has not started
             raise
         finally:
             annotate(batch_size=pending.batch_size, queue_wait_ms=round(pending.waited * 1000, 3))
+
+    def _put(self, job: J, size: int, deadline: float | None) -> Pending[J]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        pending = Pending(job, size, future, deadline)
+        self._queue.put(pending)
+        return pending
 
     @abstractmethod
     def run_batch(self, model: Any, jobs: Sequence[J]) -> Sequence[R | BaseException]:
