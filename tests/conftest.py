@@ -16,6 +16,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # probe_plugin
 
 
+def _user_caches() -> dict[str, set[str]]:
+    """Every file under the real torch hub and Hugging Face caches of this user."""
+    home = Path.home() / ".cache"
+    roots = [
+        Path(os.environ.get("TORCH_HOME", home / "torch")) / "hub",
+        Path(os.environ.get("HF_HOME", home / "huggingface")),
+    ]
+    return {str(r): {str(p.relative_to(r)) for p in r.rglob("*")} if r.is_dir() else set() for r in roots}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_caches_untouched():
+    """No test writes into the user's real model caches: a test that pins torch.hub's folder
+    globally (instead of monkeypatching it) would leave random "pretrained" weights there, and
+    a later real server would serve them."""
+    before = _user_caches()
+    yield
+    after = _user_caches()
+    added = {root: sorted(after[root] - before[root]) for root in after if after[root] - before[root]}
+    assert not added, f"the tests wrote into the real model caches: {added}"
+
+
 @pytest.fixture(scope="session")
 def example_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example plugins under examples/, pip-installed as their own
