@@ -122,6 +122,45 @@ def save_wavernn(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
+PHONEMIZER_PHONES = [
+    "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH",
+    "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
+]  # fmt: skip
+"""The phonemes of the tiny DeepPhonemizer: ARPAbet without stress marks, as torchaudio's phoneme
+processor reads them (``[AA]`` and the like; its pattern takes letters only)."""
+
+
+def save_phonemizer(path: Path, *, seed: int = 0) -> Path:
+    """A tiny random DeepPhonemizer forward transformer saved as ``Phonemizer.from_checkpoint``
+    loads it (``en_us_cmudict_forward.pt``'s layout): the model's state dict, its config, the
+    pickled ``Preprocessor`` (tokenizers) and the training step."""
+    import torch
+    from dp.model.model import ForwardTransformer
+    from dp.preprocessing.text import Preprocessor
+
+    config = {
+        "model": {"type": "transformer", "d_model": 16, "d_fft": 32, "layers": 1, "dropout": 0.0, "heads": 1},
+        "preprocessing": {
+            "languages": ["en_us"],
+            "text_symbols": list("abcdefghijklmnopqrstuvwxyz'"),
+            "phoneme_symbols": [f"[{p}]" for p in PHONEMIZER_PHONES],
+            "char_repeats": 3,
+            "lowercase": True,
+        },
+    }
+    torch.manual_seed(seed)
+    model = ForwardTransformer.from_config(config)
+    checkpoint = {
+        "model": model.state_dict(),
+        "config": config,
+        "preprocessor": Preprocessor.from_config(config),
+        "step": 0,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
 def tts_model(name: str, spec: str, weights: Path, **settings: Any) -> dict[str, Any]:
     """A ``[[models]]`` entry for a checkpoint, with the tests' stopping settings."""
     return {
@@ -186,7 +225,9 @@ RECORDERS: dict[str, Recorder] = {}
 
 def recorded_plugin():  # type: ignore[no-untyped-def]
     """A plugin with spec ``recorded-tts``: the Griffin-Lim pairing whose every start, step and
-    release is logged in ``RECORDERS[model name]`` (and may be held by its gates)."""
+    release is logged in ``RECORDERS[model name]`` (and may be held by its gates); and spec
+    ``fixed-rate-tts``, the same pairing saying it has no speaking rate (as a model without
+    duration control would)."""
     from modelplex import ModelSpec, Task, hookimpl
     from modelplex_tts.model import TacotronSynthesizer
     from modelplex_tts.pairing import Pairing
@@ -222,6 +263,9 @@ def recorded_plugin():  # type: ignore[no-untyped-def]
         def warmup(self) -> None:
             pass
 
+    class FixedRate(TacotronSynthesizer):
+        supports_speaking_rate = False
+
     base = {s.name: s for s in build_specs()}["tacotron2-griffinlim"]
 
     class Plugin:
@@ -232,6 +276,15 @@ def recorded_plugin():  # type: ignore[no-untyped-def]
                     name="recorded-tts",
                     task=Task.SPEECH_SYNTHESIS,
                     factory=partial(Recorded, Pairing("recorded-tts", "griffin-lim", "recorded")),
+                    variants=base.variants,
+                    settings=TTSSettings,
+                )
+            )
+            register(
+                ModelSpec(
+                    name="fixed-rate-tts",
+                    task=Task.SPEECH_SYNTHESIS,
+                    factory=partial(FixedRate, Pairing("fixed-rate-tts", "griffin-lim", "fixed rate")),
                     variants=base.variants,
                     settings=TTSSettings,
                 )

@@ -126,6 +126,70 @@ def test_a_long_sentence_is_vocoded_in_overlapping_pieces_before_it_is_decoded(m
     assert pieces == [(8 * hop + hop // 2, hop, False), (16 * hop + hop // 2, 0, True)]
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.7, 1.3, 2.0, 4.0])
+def test_a_speaking_rate_interpolates_frames_as_torch_interpolate_does(rate):
+    """Frame centres aligned (align_corners=False), the count rounded rather than floored."""
+    from modelplex_tts.rate import TimeStretch
+
+    stretch = TimeStretch(rate)
+    for decoded in (1, 2, 5, 24, 101):
+        mel = torch.randn(80, decoded)
+        n = stretch.frames(decoded)
+        assert n == max(1, int(decoded / rate + 0.5))
+        got = stretch.stretch(mel, 0, 0, n, decoded)
+        common = int(decoded / rate)  # interpolate's count: floored
+        if common not in (0, decoded):  # (it refuses 0 frames, and copies its input to as many)
+            want = F.interpolate(
+                mel[None], scale_factor=1 / rate, mode="linear", align_corners=False, recompute_scale_factor=False
+            )[0]
+            # interpolate computes source positions in float32: ~1e-5 of a frame off at frame 100
+            torch.testing.assert_close(got[:, :common], want, atol=2e-4, rtol=0)
+        # Frames past interpolate's (the rounding's one, at most) repeat the sentence's last frame.
+        if n > common and (n - 0.5) * rate - 0.5 >= decoded - 1:
+            torch.testing.assert_close(got[:, -1], mel[:, -1], atol=0, rtol=0)
+        # Any window, given the frames it reads, gives the whole's frames there.
+        for start, end in ((0, 1), (n // 3, n // 2 + 1), (max(0, n - 3), n)):
+            lo, hi = stretch.sources(start, end, decoded)
+            torch.testing.assert_close(
+                stretch.stretch(mel[:, lo:hi], lo, start, end, decoded), got[:, start:end], atol=0, rtol=0
+            )
+    with pytest.raises(ValueError, match="positive"):
+        TimeStretch(0.0)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.6, 1.7, 3.0, 4.0])
+def test_at_a_speaking_rate_pieces_come_while_decoding_and_read_the_whole_sentences_mel(model, rate, monkeypatch):
+    """Each window a piece is vocoded from, stretched while the sentence was still decoding,
+    equals the stretched mel of the whole sentence there; the pieces add up to
+    floor(T / rate + 1/2) frames of audio."""
+    from modelplex_tts.model import TacotronSynthesizer
+
+    windows = []
+    mel_of = TacotronSynthesizer._mel
+
+    def recording(self, sentence, start, end):
+        out = mel_of(self, sentence, start, end)
+        windows.append((start, end, sentence.utterance.finished, out))
+        return out
+
+    monkeypatch.setattr(TacotronSynthesizer, "_mel", recording)
+    sentence = model.start(model.prepare("A sentence vocoded in pieces."), SynthesisOptions(speaking_rate=rate))
+    pieces = []
+    while not sentence.done:
+        [out] = model.step([sentence])
+        pieces.extend(out)
+    frames = max(1, int(24 / rate + 0.5))
+    overlap = 256 // 2
+    audio = sum(p.audio.numel() for p in pieces) - sum(2 * overlap for p in pieces[:-1])
+    assert audio == frames * 256
+    assert [p.final for p in pieces] == [False] * (len(pieces) - 1) + [True]
+    if frames > 8 + 8 + 10:  # room for a piece before the end: a piece of 8, Griffin-Lim's 8 and the postnet's 10
+        assert not windows[0][2], "the first piece waited for the whole sentence"
+    whole = mel_of(model, sentence, 0, frames)
+    for start, end, _, mel in windows:
+        torch.testing.assert_close(mel, whole[:, start:end], atol=1e-6, rtol=0)
+
+
 def test_the_griffin_lim_vocoder_is_torchaudios_from_zero_phases():
     import torchaudio
 

@@ -11,7 +11,16 @@ from modelplex.conformance import check_model, check_registration
 from modelplex.testing import running_server
 from modelplex_client.pb import speech_synthesis_pb2 as pb
 from modelplex_client.pb import speech_synthesis_pb2_grpc as pb_grpc
-from tts_models import SETTINGS, load_in_process, offline, save_tacotron, save_waveglow, save_wavernn, tts_model
+from tts_models import (
+    SETTINGS,
+    load_in_process,
+    offline,
+    save_phonemizer,
+    save_tacotron,
+    save_waveglow,
+    save_wavernn,
+    tts_model,
+)
 
 TEXT = "Two sentences here. And the second one."
 
@@ -25,35 +34,46 @@ def test_the_griffin_lim_pairing_conforms(tmp_path):
     check_model(tts_model("tts", "tacotron2-griffinlim", save_tacotron(tmp_path / "t.pt")))
 
 
-def _stream(address, model, text=TEXT):
+def _stream(address, model, text=TEXT, speaking_rate=None):
     with grpc.insecure_channel(address) as channel:
         request = pb.SynthesizeRequest(model=model, text=text, encoding=pb.SYNTHESIS_ENCODING_FLOAT32)
+        if speaking_rate is not None:
+            request.speaking_rate = speaking_rate
         return list(pb_grpc.SpeechSynthesisStub(channel).Synthesize(request, timeout=120))
 
 
 def test_every_pairing_and_layout_streams_what_it_synthesizes_in_process(tmp_path):
+    """At rate 1 and at a speaking rate: every pairing stretches its mel before its vocoder."""
+    from modelplex.tasks.speech_synthesis import SynthesisOptions
 
     taco = save_tacotron(tmp_path / "tacotron2.pt")
     nvidia = save_tacotron(tmp_path / "nvidia_tacotron2.pt", n_symbol=148, layout="nvidia")
     waveglow = save_waveglow(tmp_path / "waveglow.pt")
     wavernn = save_wavernn(tmp_path / "wavernn.pt")
-    cases = {
-        "glow": ("tacotron2-waveglow", nvidia, {"vocoder_weights": str(waveglow), "max_decoder_steps": 20}),
-        "rnn": ("tacotron2-wavernn", taco, {"vocoder_weights": str(wavernn), "max_decoder_steps": 6}),
-        "gl-nvidia": ("tacotron2-griffinlim", nvidia, {}),
+    cases = {  # name: spec, checkpoint, settings, speaking rate, hop
+        "glow": ("tacotron2-waveglow", nvidia, {"vocoder_weights": str(waveglow), "max_decoder_steps": 20}, 1.5, 256),
+        "rnn": ("tacotron2-wavernn", taco, {"vocoder_weights": str(wavernn), "max_decoder_steps": 6}, 0.5, 275),
+        "gl-nvidia": ("tacotron2-griffinlim", nvidia, {}, 2.0, 256),
     }
-    models = [tts_model(name, spec, path, **extra) for name, (spec, path, extra) in cases.items()]
+    models = [tts_model(name, spec, path, **extra) for name, (spec, path, extra, _, _) in cases.items()]
     with running_server({"models": models}) as server:
-        for name, (spec, path, extra) in cases.items():
-            messages = _stream(server.address, name)
-            assert messages[-1].summary.sentences == 2
-            audio = b"".join(m.audio.audio_content for m in messages[1:-1])
-            expected = offline(load_in_process(spec, path, **extra), TEXT, encoding="float32")
-            assert audio == expected.audio, name
-            samples = np.frombuffer(audio, dtype="<f4")
-            assert np.isfinite(samples).all() and np.abs(samples).max() > 0, name
-    # WaveGlow (hop 256) and WaveRNN (hop 275) make each sentence's frames into hop-sized samples.
-    assert messages[-1].summary.samples > 0
+        for name, (spec, path, extra, rate, hop) in cases.items():
+            model = load_in_process(spec, path, **extra)
+            lengths = []
+            for options in (SynthesisOptions(), SynthesisOptions(speaking_rate=rate)):
+                messages = _stream(server.address, name, speaking_rate=options.speaking_rate)
+                assert messages[-1].summary.sentences == 2
+                audio = b"".join(m.audio.audio_content for m in messages[1:-1])
+                expected = offline(model, TEXT, encoding="float32", options=options)
+                assert audio == expected.audio, (name, options)
+                samples = np.frombuffer(audio, dtype="<f4")
+                assert np.isfinite(samples).all() and np.abs(samples).max() > 0, name
+                lengths.append(len(samples))
+            # Each sentence decodes extra["max_decoder_steps"] (or 24) frames, each made hop samples,
+            # stretched to floor(T / rate + 1/2); the pause between the two stays 150 ms.
+            frames = extra.get("max_decoder_steps", SETTINGS["max_decoder_steps"])
+            pause = round(150 * 22050 / 1000)
+            assert lengths == [2 * frames * hop + pause, 2 * int(frames / rate + 0.5) * hop + pause], name
 
 
 def test_a_checkpoint_pairing_without_the_vocoders_weights_fails_to_load_saying_so(tmp_path):
@@ -175,6 +195,51 @@ def test_the_phoneme_processor_needs_deepphonemizer(tmp_path):
         pytest.skip("DeepPhonemizer is installed here")
     with pytest.raises(ModelLoadError, match="pip install deep-phonemizer"):
         load_in_process("tacotron2-griffinlim", save_tacotron(tmp_path / "t.pt", n_symbol=96))
+
+
+def test_a_phone_bundle_serves_with_deepphonemizer_from_the_hub_cache(hub_dir):
+    """``PHONE_LJSPEECH`` with ``weights = "pretrained"``: the Tacotron 2 file and DeepPhonemizer's
+    ``en_us_cmudict_forward.pt`` (a tiny random one, in its real layout) from the hub cache,
+    loaded by torchaudio's own phoneme processor; served equals in process."""
+    pytest.importorskip("dp", reason="the phoneme processor needs deep-phonemizer (the plugin's phonemes extra)")
+    from torchaudio.pipelines import TACOTRON2_GRIFFINLIM_PHONE_LJSPEECH
+
+    cache = hub_dir / "checkpoints"
+    save_phonemizer(cache / "en_us_cmudict_forward.pt")
+    taco = save_tacotron(cache / TACOTRON2_GRIFFINLIM_PHONE_LJSPEECH._tacotron2_path, n_symbol=96)
+    entry = {
+        "name": "phones",
+        "spec": "tacotron2-griffinlim",
+        "variant": "PHONE_LJSPEECH",
+        "weights": "pretrained",
+        "devices": ["cpu"],
+        "settings": SETTINGS,
+    }
+    with running_server({"models": [entry]}) as server:
+        served = server.server.registry.describe("phones").instances[0].model
+        assert served.processor.name == "phonemes" and served.processor.n_symbols == 96
+        messages = _stream(server.address, "phones")
+    assert messages[-1].summary.sentences == 2
+    audio = b"".join(m.audio.audio_content for m in messages[1:-1])
+    reference = load_in_process("tacotron2-griffinlim", taco)  # 96 symbols: "auto" picks phonemes
+    assert reference.processor.name == "phonemes"
+    assert audio == offline(reference, TEXT, encoding="float32").audio
+    # The tokens are torchaudio's phoneme processor's for the normalised text: phonemes (ids 12 and
+    # up), spaces and punctuation.
+    prepared = reference.prepare("Two sentences, 2 here!")
+    ids, _ = TACOTRON2_GRIFFINLIM_PHONE_LJSPEECH.get_text_processor()(prepared.text)
+    assert prepared.text == "Two sentences, two here!" and list(prepared.tokens) == ids[0].tolist()
+    assert any(t >= 12 for t in prepared.tokens) and {2, 6, 11} <= set(prepared.tokens)
+
+
+def test_the_phoneme_processor_fails_fast_without_deepphonemizers_checkpoint(hub_dir, tmp_path):
+    pytest.importorskip("dp", reason="the phoneme processor needs deep-phonemizer (the plugin's phonemes extra)")
+    from modelplex.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_in_process("tacotron2-griffinlim", save_tacotron(tmp_path / "t.pt", n_symbol=96))
+    assert str(hub_dir / "checkpoints" / "en_us_cmudict_forward.pt") in str(e.value)
+    assert "DeepPhonemizer/en_us_cmudict_forward.pt" in str(e.value)
 
 
 def test_random_weights_serve_every_pairing_with_the_frames_capped_per_character():

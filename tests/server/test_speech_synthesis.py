@@ -34,6 +34,7 @@ def server(tacotron):
     models = [
         {**tts_model("tts", "tacotron2-griffinlim", tacotron), "sentence_pause_ms": PAUSE_MS, "max_text_chars": 300},
         {**tts_model("recorded", "recorded-tts", tacotron), "sentence_pause_ms": PAUSE_MS},
+        tts_model("fixed-rate", "fixed-rate-tts", tacotron),
         probe_model("classifier"),
     ]
     with running_server({"models": models}, extra_plugins=[*recorded_plugin(), *PROBE_PLUGINS]) as s:
@@ -221,7 +222,7 @@ def test_model_info_reports_the_task(server):
     task_info = pb.SpeechSynthesisInfo()
     assert info.task_info.Unpack(task_info)
     assert task_info.sample_rate_hz == 22050 and task_info.max_text_chars == 300
-    assert task_info.description == "Tacotron 2 + Griffin-Lim" and not task_info.supports_speaking_rate
+    assert task_info.description == "Tacotron 2 + Griffin-Lim" and task_info.supports_speaking_rate
 
 
 @pytest.mark.parametrize(
@@ -234,7 +235,17 @@ def test_model_info_reports_the_task(server):
         ({"text": "Hi.", "encoding": 99}, grpc.StatusCode.INVALID_ARGUMENT, "encoding 99 is not one of"),
         ({"text": "Hi.", "sample_rate_hz": 0}, grpc.StatusCode.INVALID_ARGUMENT, "sample_rate_hz must be between"),
         ({"text": "Hi.", "sample_rate_hz": 10**9}, grpc.StatusCode.INVALID_ARGUMENT, "got 1000000000"),
-        ({"text": "Hi.", "speaking_rate": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "does not support speaking_rate"),
+        ({"text": "Hi.", "speaking_rate": 0.2}, grpc.StatusCode.INVALID_ARGUMENT, "between 0.25 and 4.0, got 0.2"),
+        ({"text": "Hi.", "speaking_rate": 4.5}, grpc.StatusCode.INVALID_ARGUMENT, "between 0.25 and 4.0, got 4.5"),
+        ({"text": "Hi.", "speaking_rate": 0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0.25 and 4.0, got 0"),
+        ({"text": "Hi.", "speaking_rate": -1}, grpc.StatusCode.INVALID_ARGUMENT, "between 0.25 and 4.0, got -1"),
+        ({"text": "Hi.", "speaking_rate": float("nan")}, grpc.StatusCode.INVALID_ARGUMENT, "got nan"),
+        ({"text": "Hi.", "speaking_rate": float("inf")}, grpc.StatusCode.INVALID_ARGUMENT, "got inf"),
+        (
+            {"text": "Hi.", "speaking_rate": 1.5, "model": "fixed-rate"},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "model 'fixed-rate' does not support speaking_rate",
+        ),
         ({"text": "Hi.", "model": "classifier"}, grpc.StatusCode.INVALID_ARGUMENT, "image_classification"),
         ({"text": "Hi.", "model": "nope"}, grpc.StatusCode.NOT_FOUND, "nope"),
     ],
@@ -250,3 +261,131 @@ def test_bad_input_gets_its_status_and_the_server_keeps_serving(stub, fields, co
         assert e.value.code() == code, e.value.details()
         assert words in e.value.details()
     assert list(stub.Synthesize(pb.SynthesizeRequest(model="tts", text="Still here.")))[-1].summary.samples > 0
+
+
+def _sentence_samples(messages) -> list[int]:  # model-rate samples per voiced sentence, pauses left out
+    chunks = [m.audio for m in messages if m.WhichOneof("content") == "audio"]
+    per: dict[int, int] = {}
+    for c in chunks:
+        per[c.sentence_index] = per.get(c.sentence_index, 0) + len(c.audio_content) // 4
+    counts = list(per.values())
+    pause = round(PAUSE_MS * 22050 / 1000)
+    return [n - pause for n in counts[:-1]] + counts[-1:]
+
+
+@pytest.mark.parametrize("speaking_rate", [0.25, 0.5, 0.8, 1.3, 2.0, 4.0])
+def test_a_speaking_rate_stretches_every_sentence_and_streams_what_it_synthesizes_in_process(
+    stub, reference, speaking_rate
+):
+    """Rate r stretches each sentence's T decoded frames to max(1, floor(T / r + 1/2)) frames
+    of 256 samples (Griffin-Lim's hop), in pieces while it decodes; the pauses stay as they are."""
+    from modelplex.tasks.speech_synthesis import SynthesisOptions
+
+    def synthesize(rate=None):
+        request = pb.SynthesizeRequest(model="tts", text=TEXT, encoding=pb.SYNTHESIS_ENCODING_FLOAT32)
+        if rate is not None:
+            request.speaking_rate = rate
+        return list(stub.Synthesize(request, timeout=120))
+
+    plain = _sentence_samples(synthesize())
+    assert all(n % 256 == 0 for n in plain)
+    decoded = [n // 256 for n in plain]  # T of each sentence (24 here: the decoder's cap)
+    messages = synthesize(speaking_rate)
+    stretched = _sentence_samples(messages)
+    r = float(np.float32(speaking_rate))  # what the server got: the field is a float
+    assert stretched == [max(1, int(np.floor(t / r + 0.5))) * 256 for t in decoded]
+    assert len([m for m in messages if m.WhichOneof("content") == "audio"]) >= 3
+
+    settings = SpeechSynthesisSettings(sentence_pause_ms=PAUSE_MS)
+    expected = offline(
+        reference, TEXT, encoding="float32", settings=settings, options=SynthesisOptions(speaking_rate=r)
+    )
+    got = b"".join(m.audio.audio_content for m in messages if m.WhichOneof("content") == "audio")
+    np.testing.assert_array_equal(_floats(got), _floats(expected.audio))
+    assert messages[-1].summary.samples == len(got) // 4 == sum(stretched) + 2 * round(PAUSE_MS * 22050 / 1000)
+
+
+def _oip_request(text: bytes, **inputs) -> object:
+    from modelplex_client.pb import grpc_predict_v2_pb2 as oip
+
+    request = oip.ModelInferRequest(model_name="tts", id="o1")
+    request.inputs.add(name="text", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text)
+    if "rate" in inputs:
+        request.inputs.add(name="sample_rate", datatype="INT32", shape=[1]).contents.int_contents.append(inputs["rate"])
+    if "speed" in inputs:
+        speed = request.inputs.add(name="speaking_rate", datatype="FP32", shape=[1])
+        speed.contents.fp32_contents.append(inputs["speed"])
+    return request
+
+
+def _oip_outputs(response) -> dict[str, np.ndarray]:
+    out = {}
+    for i, tensor in enumerate(response.outputs):
+        dtype = {"FP32": "<f4", "INT32": "<i4"}[tensor.datatype]
+        if response.raw_output_contents:
+            out[tensor.name] = np.frombuffer(response.raw_output_contents[i], dtype=dtype).reshape(tensor.shape)
+        else:
+            field = {"FP32": "fp32_contents", "INT32": "int_contents"}[tensor.datatype]
+            out[tensor.name] = np.array(list(getattr(tensor.contents, field)), dtype=dtype).reshape(tensor.shape)
+    return out
+
+
+@pytest.mark.parametrize("inputs", [{}, {"rate": 16000, "speed": 2.0}])
+def test_oip_infer_and_stream_infer_give_the_typed_streams_audio(server, stub, inputs):
+    """ModelInfer answers with the whole audio, ModelStreamInfer with its chunks as they come;
+    both equal the typed Synthesize stream of the same text, rate and speaking rate."""
+    from modelplex_client.pb import grpc_predict_v2_pb2_grpc as oip_grpc
+
+    typed = pb.SynthesizeRequest(model="tts", text=TEXT, encoding=pb.SYNTHESIS_ENCODING_FLOAT32)
+    if "rate" in inputs:
+        typed.sample_rate_hz, typed.speaking_rate = inputs["rate"], inputs["speed"]
+    messages = list(stub.Synthesize(typed, timeout=120))
+    expected = _floats(b"".join(m.audio.audio_content for m in messages[1:-1]))
+    rate = messages[0].format.sample_rate_hz
+
+    with grpc.insecure_channel(server.address) as channel:
+        oip = oip_grpc.GRPCInferenceServiceStub(channel)
+        from modelplex_client.pb import grpc_predict_v2_pb2 as oip_pb
+
+        meta = oip.ModelMetadata(oip_pb.ModelMetadataRequest(name="tts"), timeout=30)
+        assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
+            ("text", "BYTES", [1]),
+            ("sample_rate", "INT32", [1]),
+            ("speaking_rate", "FP32", [1]),
+        ]
+        assert [(t.name, t.datatype) for t in meta.outputs] == [("audio", "FP32"), ("sample_rate", "INT32")]
+        whole = _oip_outputs(oip.ModelInfer(_oip_request(TEXT.encode(), **inputs), timeout=120))
+        np.testing.assert_array_equal(whole["audio"], expected)
+        assert whole["sample_rate"].tolist() == [rate]
+
+        answers = list(oip.ModelStreamInfer(iter([_oip_request(TEXT.encode(), **inputs)]), timeout=120))
+    assert not any(a.error_message for a in answers)
+    chunks = [_oip_outputs(a.infer_response) for a in answers]
+    assert len(chunks) == len(messages) - 2 >= 3  # one response per typed chunk, a sentence or a piece
+    np.testing.assert_array_equal(np.concatenate([c["audio"] for c in chunks]), expected)
+    assert chunks[0]["sample_rate"].tolist() == [rate] and all("sample_rate" not in c for c in chunks[1:])
+    finals = [a.infer_response.parameters["triton_final_response"].bool_param for a in answers]
+    assert finals == [False] * (len(answers) - 1) + [True]
+
+
+@pytest.mark.parametrize(
+    "request_,words",
+    [
+        (lambda: _oip_request(b""), "text is empty"),
+        (lambda: _oip_request(b"\xff\xfe"), "'TEXT' is not valid UTF-8"),
+        (lambda: _oip_request(b"Hi.", rate=0), "sample_rate_hz must be between"),
+        (lambda: _oip_request(b"Hi.", speed=9.0), "speaking_rate must be between 0.25 and 4.0"),
+        (lambda: _oip_request("😀 🚀".encode()), "nothing model 'tts' can voice"),
+    ],
+)
+def test_oip_bad_input_is_invalid_argument(server, request_, words):
+    from modelplex_client.pb import grpc_predict_v2_pb2_grpc as oip_grpc
+
+    with grpc.insecure_channel(server.address) as channel:
+        oip = oip_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as e:
+            oip.ModelInfer(request_(), timeout=60)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in e.value.details()
+        [answer] = list(oip.ModelStreamInfer(iter([request_()]), timeout=60))
+        assert answer.error_message.startswith("INVALID_ARGUMENT: ") and words in answer.error_message
+        assert _oip_outputs(oip.ModelInfer(_oip_request(b"Still here."), timeout=60))["audio"].size > 0

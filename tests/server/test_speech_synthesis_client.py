@@ -88,6 +88,14 @@ def test_speak_to_stdout_writes_the_raw_audio(server, capfdbinary):
         assert raw == audio_of(client.synthesize(TEXT, model="tts"))[1]
 
 
+def test_speak_passes_the_speaking_rate(server, capfdbinary):
+    _speak(server, TEXT, "--model", "tts", "-o", "-", "--speaking-rate", "2")
+    raw = capfdbinary.readouterr().out
+    with TTSClient(server.address, timeout=60) as client:
+        assert raw == audio_of(client.synthesize(TEXT, model="tts", speaking_rate=2.0))[1]
+        assert raw != audio_of(client.synthesize(TEXT, model="tts"))[1]
+
+
 def test_speak_play_pipes_the_audio_to_a_player(server, tmp_path, monkeypatch):
     """A stand-in `aplay` on PATH records its arguments and what it was fed."""
     bin_dir = tmp_path / "bin"

@@ -141,6 +141,7 @@ def add_speak_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--play", action="store_true", help="play the audio as it arrives (aplay, paplay, ffplay or sox)")
     p.add_argument("--rate", type=int, default=None, help="sample rate in Hz (default: the model's)")
     p.add_argument("--encoding", choices=sorted(_ENCODINGS), default="linear16")
+    p.add_argument("--speaking-rate", type=float, default=None, help="0.25 to 4; 2 speaks twice as fast (default 1)")
     return p
 
 
@@ -175,7 +176,9 @@ def cli_speak(client: Any, args: argparse.Namespace) -> None:
     arrives, and the whole of it to a WAV file at the end."""
     if not args.output and not args.play:
         raise OSError("say where the audio goes: -o out.wav, -o - (raw audio on stdout) or --play")
-    stream = client.synthesize(args.text, model=args.model, encoding=args.encoding, sample_rate_hz=args.rate)
+    stream = client.synthesize(
+        args.text, model=args.model, encoding=args.encoding, sample_rate_hz=args.rate, speaking_rate=args.speaking_rate
+    )
     fmt, parts, summary = pb.SynthesisAudioFormat(), [], pb.SynthesisSummary()
     player: subprocess.Popen[bytes] | None = None
     raw = sys.stdout.buffer if args.output == "-" else None

@@ -6,6 +6,11 @@ then vocodes, for each sentence, the pieces whose frames are all there: a piece 
 (the vocoder's), once the postnet of that window is final, and handed out with half a
 frame of overlap on each side for the server to cross-fade. So a long sentence's audio
 starts after its first piece, and its pieces join without seams.
+
+A speaking rate other than 1 stretches the final mel along time before the vocoder
+(:mod:`modelplex_tts.rate`): pieces are then counted in stretched frames, and each window
+is stretched from the decoded frames it reads, so a piece needs those (and the postnet's
+context past them) decoded, as at rate 1.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from modelplex import LoadContext, ModelLoadError, WeightsSource
 from modelplex.tasks.speech_synthesis import AudioPiece, PreparedText, SpeechSynthesizer, SynthesisOptions
 from modelplex_tts.pairing import Pairing
 from modelplex_tts.processors import TextProcessor, text_processor
+from modelplex_tts.rate import TimeStretch
 from modelplex_tts.settings import TTSSettings
 from modelplex_tts.tacotron import TacotronDecoder, Utterance
 from modelplex_tts.vocoders import GriffinLimVocoder, Vocoder, WaveGlowVocoder, WaveRNNVocoder
@@ -50,6 +56,10 @@ class Sentence:
 
     utterance: Utterance
     vocoder_generator: torch.Generator
+    stretch: TimeStretch | None = None
+    """The speaking rate's frame mapping; None at rate 1."""
+    vocoded: int = 0
+    """Frames (stretched ones, with a speaking rate) already vocoded into pieces."""
     done: bool = False
 
 
@@ -57,6 +67,8 @@ class TacotronSynthesizer(SpeechSynthesizer):
     """Tacotron 2 (torchaudio) with Griffin-Lim, WaveRNN or WaveGlow, stepped by the server."""
 
     sample_rate = 22050
+    supports_speaking_rate = True
+    """Every vocoder here is mel-conditioned: the rate stretches the mel (:mod:`modelplex_tts.rate`)."""
 
     def __init__(self, pairing: Pairing, ctx: LoadContext[TTSSettings]) -> None:
         self.pairing = pairing
@@ -175,7 +187,8 @@ class TacotronSynthesizer(SpeechSynthesizer):
         if s.max_frames_per_char > 0:
             limit = max(1, min(limit, math.ceil(len(prepared.tokens) * s.max_frames_per_char)))
         utterance = self.decoder.start(prepared.tokens, limit, self._generator(0))
-        return Sentence(utterance, self._generator(1))
+        rate = options.speaking_rate
+        return Sentence(utterance, self._generator(1), TimeStretch(rate) if rate != 1.0 else None)
 
     def step(self, utterances: Sequence[Sentence]) -> list[list[AudioPiece] | Exception]:
         assert self.decoder is not None, "load() first"
@@ -192,29 +205,48 @@ class TacotronSynthesizer(SpeechSynthesizer):
         """The pieces of the sentence whose frames (and postnet context) are all decoded."""
         assert self.decoder is not None and self.vocoder is not None
         u, hop, context = sentence.utterance, self.vocoder.hop_length, self.vocoder.context
+        stretch = sentence.stretch
         overlap = hop // 2  # on each side of a join: one frame cross-faded
         size = self.settings.piece_frames
-        total = len(u.frames)
+        decoded = len(u.frames)
+        # Frames to vocode, known once the sentence is finished (stretched with a rate).
+        total = (stretch.frames(decoded) if stretch else decoded) if u.finished else None
         pieces = []
         while not sentence.done:
-            b0 = u.vocoded
-            b1 = b0 + size if size else total
-            if u.finished:
+            b0 = sentence.vocoded
+            if total is not None:
+                b1 = b0 + size if size else total
                 last = size == 0 or b1 + context >= total
-            elif b1 + context + self.decoder.postnet_context <= total:
-                last = False
+            elif size and self._reads(stretch, b0 + size + context) + self.decoder.postnet_context <= decoded:
+                b1, last = b0 + size, False
             else:
                 break
             if last:
+                assert total is not None
                 b1 = total
-            w0, w1 = max(0, b0 - context), total if last else b1 + context
-            audio = self.vocoder.vocode(self.decoder.postnet_window(u, w0, w1), sentence.vocoder_generator)
+            w0, w1 = max(0, b0 - context), b1 if last else b1 + context
+            audio = self.vocoder.vocode(self._mel(sentence, w0, w1), sentence.vocoder_generator)
             s0 = b0 * hop - overlap if b0 else 0
-            s1 = total * hop if last else b1 * hop + overlap
+            s1 = b1 * hop if last else b1 * hop + overlap
             pieces.append(AudioPiece(audio[s0 - w0 * hop : s1 - w0 * hop], 0 if last else 2 * overlap, last))
-            u.vocoded = b1
+            sentence.vocoded = b1
             sentence.done = last
         return pieces
+
+    @staticmethod
+    def _reads(stretch: TimeStretch | None, end: int) -> int:
+        """The decoded frames that the frames before ``end`` (stretched ones with a rate) read."""
+        return stretch.sources(0, end)[1] if stretch else end
+
+    def _mel(self, sentence: Sentence, start: int, end: int) -> torch.Tensor:
+        """The final mel of frames ``[start, end)``, stretched to the speaking rate."""
+        assert self.decoder is not None
+        u, stretch = sentence.utterance, sentence.stretch
+        if stretch is None:
+            return self.decoder.postnet_window(u, start, end)
+        decoded = len(u.frames) if u.finished else None
+        lo, hi = stretch.sources(start, end, decoded)
+        return stretch.stretch(self.decoder.postnet_window(u, lo, hi), lo, start, end, decoded)
 
     def release(self, utterance: Sentence) -> None:
         utterance.utterance.frames.clear()

@@ -93,8 +93,6 @@ class Utterance:
     finished: bool = False
     mel: torch.Tensor | None = None
     """The decoded frames as one (n_mels, T) tensor, rebuilt when new frames arrive."""
-    vocoded: int = 0
-    """Frames of the sentence already vocoded into pieces."""
 
     def frames_tensor(self) -> torch.Tensor:
         if self.mel is None or self.mel.shape[1] != len(self.frames):

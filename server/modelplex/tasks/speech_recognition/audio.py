@@ -1,5 +1,6 @@
-"""Audio in: raw samples or files decoded to mono float32, and a streaming resampler that
-equals a whole-clip ``torchaudio.functional.resample``.
+"""Audio in: raw samples or files decoded to mono float32, and resampling: a whole clip
+(:func:`resample`), or a stream with the shared :class:`~modelplex.audio.StreamResampler`
+(re-exported here), which equals a whole-clip ``torchaudio.functional.resample``.
 
 Decoding runs wherever it is cheap (numpy on the event loop for a stream's chunks, a
 thread for files); resampling runs on the instance's thread, in the session's step.
@@ -8,12 +9,12 @@ thread for files); resampling runs on the instance's thread, in the session's st
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from modelplex.audio import StreamResampler
 from modelplex.errors import InvalidInputError
 
 __all__ = [
@@ -125,64 +126,3 @@ def resample(samples: Any, rate: int, target: int) -> Any:
     import torchaudio.functional as F
 
     return F.resample(samples, rate, target)
-
-
-class StreamResampler:
-    """Resamples a stream chunk by chunk to exactly what :func:`resample` gives for the whole
-    stream: torchaudio's resampler is a strided convolution over the zero-padded clip, so
-    each block of output needs only the input under its kernel. Each call runs torchaudio's
-    own ``resample`` over the unconsumed input plus the kernel's reach, and keeps the blocks
-    whose input was complete (all of them once the stream ends)."""
-
-    def __init__(self, rate: int, target: int, lowpass_filter_width: int = 6, rolloff: float = 0.99) -> None:
-        self.rate, self.target = rate, target
-        gcd = math.gcd(rate, target)
-        self.orig, self.new = rate // gcd, target // gcd
-        # As torchaudio computes it: the kernel reaches `width` input samples on each side of a block.
-        self.width = math.ceil(lowpass_filter_width * self.orig / (min(self.orig, self.new) * rolloff))
-        self._reach = math.ceil(self.width / self.orig)  # blocks of input the kernel reaches back
-        self._chunks: list[Any] = []
-        self._buffer: Any = None
-        self._start = 0  # the raw index of _buffer[0] (a multiple of orig)
-        self._block = 0  # the next output block
-        self.received = 0
-        """Raw samples received."""
-
-    def push(self, samples: Any, *, final: bool = False) -> Any:
-        """Add raw samples (a 1-D float32 tensor); return the new output samples. ``final``
-        ends the stream and returns the rest."""
-        import torch
-
-        if self.rate == self.target:
-            self.received += len(samples)
-            return samples
-        if len(samples):
-            self._chunks.append(samples)
-            self.received += len(samples)
-        if self._chunks:
-            parts = [self._buffer, *self._chunks] if self._buffer is not None else self._chunks
-            self._buffer = torch.cat(parts)
-            self._chunks = []
-        if self._buffer is None:
-            return torch.zeros(0)
-        o, n = self.orig, self.new
-        first = max(0, self._block - self._reach)  # the first block of input to hand torchaudio
-        offset = first * o - self._start
-        segment = self._buffer[offset:]
-        if final:
-            last = math.ceil(self.received * n / o) - 1 - first * n  # the last output sample, from `first`
-            end_block = self._block - first + 1 + last // n if last >= 0 else 0
-        else:
-            # Block b (from `first`) is complete when its kernel input b*o - width .. b*o + o + width is in.
-            end_block = (len(segment) - o - self.width) // o + 1
-        local = self._block - first
-        if end_block <= local:
-            return torch.zeros(0)
-        out = resample(segment, o, n)
-        take = out[local * n : end_block * n]
-        self._block = first + end_block
-        keep = max(0, self._block - self._reach) * o
-        if keep > self._start:  # drop the input no later block reaches
-            self._buffer = self._buffer[keep - self._start :]
-            self._start = keep
-        return take

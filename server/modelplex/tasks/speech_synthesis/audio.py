@@ -6,8 +6,9 @@ process), so the chunks of a stream, concatenated, are exactly that audio.
 
 - :class:`PieceJoiner`: a sentence's overlapping pieces, cross-faded (raised cosine), with
   a short fade-in and fade-out at the sentence's edges so that sentences join without a click.
-- :class:`StreamingResampler`: torchaudio's windowed-sinc resampler applied block by block;
-  a sentence resampled in blocks equals ``torchaudio.functional.resample`` of the whole.
+- :class:`~modelplex.audio.StreamResampler` (shared with every task, re-exported here as
+  ``StreamingResampler``): torchaudio's windowed-sinc resampler applied block by block; a
+  sentence resampled in blocks equals ``torchaudio.functional.resample`` of the whole.
 
 torch and torchaudio are imported when a sentence is rendered (on an instance's thread),
 never when the server discovers the task.
@@ -19,6 +20,8 @@ import math
 import struct
 from typing import TYPE_CHECKING, Any
 
+from modelplex.audio import StreamResampler
+
 if TYPE_CHECKING:
     import torch
 
@@ -29,6 +32,9 @@ __all__ = [
     "encode",
     "wav_file",
 ]
+
+StreamingResampler = StreamResampler
+"""This module's former name for :class:`modelplex.audio.StreamResampler`."""
 
 ENCODINGS = ("linear16", "float32")
 """The sample encodings: signed 16-bit PCM, 32-bit float; both little-endian."""
@@ -92,68 +98,6 @@ class PieceJoiner:
             raise ValueError(f"a piece's tail ({tail}) is longer than the audio held ({x.numel()} samples)")
         self._held, self._held_tail = x[x.numel() - keep :], tail
         return x[: x.numel() - keep]
-
-
-class StreamingResampler:
-    """torchaudio's sinc resampler (``torchaudio.functional.resample``'s kernel) over a signal
-    that arrives in blocks: :meth:`push` returns the output samples whose inputs have all
-    arrived, :meth:`finish` the rest. The concatenated output equals resampling the whole."""
-
-    def __init__(self, orig_freq: int, new_freq: int) -> None:
-        self.identity = orig_freq == new_freq
-        self._pushed = 0
-        self._frames = 0
-        if self.identity:
-            return
-        import torch
-        import torchaudio
-
-        # The same kernel F.resample builds for a float32 waveform (its default filter).
-        resample = torchaudio.transforms.Resample(orig_freq, new_freq, dtype=torch.float32)
-        gcd = math.gcd(orig_freq, new_freq)
-        self._orig, self._new = orig_freq // gcd, new_freq // gcd
-        self._kernel: torch.Tensor = resample.kernel
-        self._width = int(resample.width)
-        self._size = self._kernel.shape[-1]  # 2 * width + orig
-        # The signal zero-padded on the left by `width`, from output frame `_frames` on.
-        self._buffer = torch.zeros(self._width)
-
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        """Add input samples; return the output samples now complete."""
-        if self.identity:
-            self._pushed += x.numel()
-            return x
-        import torch
-
-        self._buffer = torch.cat([self._buffer, x.reshape(-1).to(torch.float32)])
-        self._pushed += x.numel()
-        ready = (self._buffer.numel() - self._size) // self._orig + 1 if self._buffer.numel() >= self._size else 0
-        return self._frames_out(ready)
-
-    def finish(self) -> torch.Tensor:
-        """The output samples left once the input has ended (zero-padded, as F.resample does)."""
-        import torch
-
-        if self.identity:
-            return torch.zeros(0)
-        self._buffer = torch.cat([self._buffer, torch.zeros(self._width + self._orig)])
-        total_frames = self._pushed // self._orig + 1
-        emitted = self._frames * self._new
-        out = self._frames_out(total_frames - self._frames)
-        target = math.ceil(self._new * self._pushed / self._orig)
-        return out[: max(0, target - emitted)]
-
-    def _frames_out(self, n: int) -> torch.Tensor:
-        import torch
-
-        if n <= 0:
-            return torch.zeros(0)
-        span = (n - 1) * self._orig + self._size
-        block = self._buffer[:span]
-        out = torch.nn.functional.conv1d(block[None, None], self._kernel, stride=self._orig)
-        self._buffer = self._buffer[n * self._orig :]
-        self._frames += n
-        return out[0].transpose(0, 1).reshape(-1)
 
 
 def encode(samples: torch.Tensor, encoding: str) -> bytes:

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelplex.audio import StreamResampler
 from modelplex.errors import ModelNotReadyError, ModelplexError
 from modelplex.server.runtimes.base import inference_error
 from modelplex.server.runtimes.steps import StepSession
-from modelplex.tasks.speech_synthesis.audio import PieceJoiner, StreamingResampler, encode
+from modelplex.tasks.speech_synthesis.audio import PieceJoiner, encode
 from modelplex.tasks.speech_synthesis.interface import AudioPiece, PreparedText, SpeechSynthesizer, SynthesisOptions
 from modelplex.tasks.speech_synthesis.text import Segment
 
@@ -119,13 +120,13 @@ class Render:
         self.last = voiced[-1] if voiced else -1
         """The index of the last sentence with something to voice (no pause after it)."""
         self._joiner: PieceJoiner | None = None
-        self._resampler: StreamingResampler | None = None
+        self._resampler: StreamResampler | None = None
 
     def begin(self, index: int) -> None:
         """Start the sentence at ``index`` of ``sentences``."""
         self.current = index
         self._joiner = PieceJoiner(self.fade)
-        self._resampler = StreamingResampler(self.model_rate, self.rate)
+        self._resampler = StreamResampler(self.model_rate, self.rate)
 
     def add(self, pieces: Sequence[AudioPiece]) -> tuple[AudioChunk | None, bool]:
         """The chunk the current sentence's new pieces make (None if no sample is final yet),

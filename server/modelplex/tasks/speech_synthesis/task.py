@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelplex.taskdef import TaskDefinition
 from modelplex.tasks.speech_synthesis.conformance import PROBES
 from modelplex.tasks.speech_synthesis.interface import SpeechSynthesisMeta, SpeechSynthesizer
+from modelplex.tasks.speech_synthesis.oip import SpeechSynthesisOip
 from modelplex.tasks.speech_synthesis.runtime import SpeechSynthesisRuntime
 from modelplex.tasks.speech_synthesis.servicer import add_servicers
 from modelplex.tasks.speech_synthesis.settings import SpeechSynthesisSettings
@@ -22,5 +23,6 @@ TASK = TaskDefinition(
     settings_message=pb.SpeechSynthesisSettings.DESCRIPTOR.full_name,
     meta=SpeechSynthesisMeta,
     conformance=PROBES,
+    oip=SpeechSynthesisOip(),
     description="A text in, its speech streamed sentence by sentence (sentences of concurrent calls batched).",
 )
