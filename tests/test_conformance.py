@@ -9,7 +9,7 @@ from modelplex.conformance import check_model
 from modelplex.taskdef import ConformanceProbes
 
 
-@pytest.mark.parametrize("entry_point", ["tasks", "vision", "text", "speech", "tts"])
+@pytest.mark.parametrize("entry_point", ["tasks", "vision", "text", "speech", "tts", "imagegen"])
 def test_first_party_registration_is_cheap(modelplex_conformance, entry_point):
     registered = modelplex_conformance.check_registration(entry_point)
     assert registered["tasks"] or registered["specs"]

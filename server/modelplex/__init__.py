@@ -46,6 +46,9 @@ from modelplex.tasks import (
     CTCRecognizer,
     EncodedImage,
     ImageClassifier,
+    ImageGenerationMeta,
+    ImageGenerator,
+    ImageInput,
     ImagePreprocessing,
     NextToken,
     PreparedText,
@@ -63,6 +66,7 @@ from modelplex.tasks import (
     TopLogprob,
     Transcript,
     Word,
+    truncated_normal,
 )
 
 __version__ = "0.1.0"
@@ -77,6 +81,9 @@ __all__ = [
     "DeadlineExceededError",
     "EncodedImage",
     "ImageClassifier",
+    "ImageGenerationMeta",
+    "ImageGenerator",
+    "ImageInput",
     "ImagePreprocessing",
     "InvalidInputError",
     "LoadContext",
@@ -119,4 +126,5 @@ __all__ = [
     "WrongTaskError",
     "__version__",
     "hookimpl",
+    "truncated_normal",
 ]

@@ -170,6 +170,7 @@ def test_random_requests_get_proper_statuses(server):
     # The random requests reached the models, not only the validation in front of them.
     text = seen["modelplex.v1.TextGeneration.Complete"] | seen["modelplex.v1.TextGeneration.Generate"]
     assert grpc.StatusCode.OK in text
+    assert grpc.StatusCode.OK in seen["modelplex.v1.ImageGeneration.Generate"]
     with Client(server.address, timeout=30) as client:
         assert client.health() == "SERVING" and [m.name for m in client.list_models()] == models
 

@@ -107,3 +107,6 @@ def test_demo_profile_serves_every_task_with_random_weights_and_says_so():
         assert len(top[0]) == 3
         done = client.complete("hello", model=by_task["text_generation"], max_new_tokens=4)
         assert done.usage.completion_tokens >= 1
+        images = list(client.generate_images(model=by_task["image_generation"], num_images=2, seed=5))
+        assert [r.index for r in images] == [0, 1] and all(r.image.encoded for r in images)
+        assert "speech_recognition" in by_task and "speech_synthesis" in by_task

@@ -18,6 +18,12 @@ from modelplex.tasks.classification import (
     ImagePreprocessing,
     RawTensor,
 )
+from modelplex.tasks.image_generation import (
+    ImageGenerationMeta,
+    ImageGenerator,
+    ImageInput,
+    truncated_normal,
+)
 from modelplex.tasks.speech_recognition import (
     CTCRecognizer,
     SegmentRecognizer,
@@ -50,6 +56,9 @@ __all__ = [
     "ClassificationMeta",
     "EncodedImage",
     "ImageClassifier",
+    "ImageGenerationMeta",
+    "ImageGenerator",
+    "ImageInput",
     "ImagePreprocessing",
     "NextToken",
     "PreparedText",
@@ -67,4 +76,5 @@ __all__ = [
     "TopLogprob",
     "Transcript",
     "Word",
+    "truncated_normal",
 ]

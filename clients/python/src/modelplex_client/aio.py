@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from modelplex_client._image_generation_calls import ImageGenerationCalls
 from modelplex_client._methods import Methods, Stream, Unary
 from modelplex_client._requests import StubsMixin, channel_options, channel_target, server_error
 from modelplex_client._speech_recognition_calls import SpeechRecognitionCalls
@@ -17,7 +18,7 @@ from modelplex_client._speech_synthesis_calls import SpeechSynthesisCalls
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, StubsMixin):
+class AsyncClient(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, ImageGenerationCalls, StubsMixin):
     """An asyncio client of one modelplex server; use as an async context manager.
 
     The same calls as :class:`modelplex_client.Client`: unary ones are awaited

@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from modelplex_client._image_generation_calls import add_imagine_parser, cli_imagine
 from modelplex_client._requests import ServerError
 from modelplex_client._speech_recognition_calls import add_transcribe_parser, cli_transcribe
 from modelplex_client._speech_synthesis_calls import add_speak_parser, cli_speak
@@ -195,6 +196,7 @@ def parser() -> argparse.ArgumentParser:
     # Each task brings its own command (its own --server, --timeout and --json).
     add_transcribe_parser(sub)
     add_speak_parser(sub)
+    add_imagine_parser(sub)
     return p
 
 
@@ -206,6 +208,7 @@ _COMMANDS = {
     "chat": _cmd_chat,
     "transcribe": cli_transcribe,
     "speak": cli_speak,
+    "imagine": cli_imagine,
 }
 
 

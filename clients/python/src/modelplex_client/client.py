@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from modelplex_client._image_generation_calls import ImageGenerationCalls
 from modelplex_client._methods import Methods, Stream, Unary
 from modelplex_client._requests import StubsMixin, channel_options, channel_target, server_error
 from modelplex_client._speech_recognition_calls import SpeechRecognitionCalls
@@ -16,7 +17,7 @@ from modelplex_client._speech_synthesis_calls import SpeechSynthesisCalls
 __all__ = ["Client"]
 
 
-class Client(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, StubsMixin):
+class Client(Methods, SpeechRecognitionCalls, SpeechSynthesisCalls, ImageGenerationCalls, StubsMixin):
     """A blocking client of one modelplex server. Thread-safe; use as a context manager.
 
     Its calls are listed in :class:`modelplex_client._methods.Methods` (``list_models``,
