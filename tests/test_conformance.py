@@ -68,3 +68,38 @@ def test_the_kit_fails_a_model_that_is_not_freed_on_unload():
     with pytest.raises(AssertionError, match="still referenced after unloading"):
         check_model(probe_model("holding", spec="holding"), probes=probes, extra_plugins=[("holding", Holding())])
     assert held, "the probe model was built"
+
+
+def test_the_kit_reports_a_load_failure_and_a_failing_sample_as_assertions(tmp_path):
+    import torch
+
+    from modelplex import ImageGenerationMeta, ImageGenerator, ModelSpec, NoSettings, Variant, hookimpl
+
+    junk = tmp_path / "netG.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(AssertionError, match="model 'dcgan' failed to load: "):
+        check_model({"spec": "dcgan", "weights": str(junk), "devices": ["cpu"]})
+
+    class WrongShape(ImageGenerator):
+        latent_size, image_shape = 4, (3, 8, 8)
+
+        def __init__(self, ctx):  # type: ignore[no-untyped-def]
+            pass
+
+        def load(self) -> None:
+            pass
+
+        def unload(self) -> None:
+            pass
+
+        def generate(self, inputs):  # type: ignore[no-untyped-def]
+            return torch.zeros(len(inputs), 3, 5, 5)
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):  # type: ignore[no-untyped-def]
+            meta = ImageGenerationMeta(family="wrong")
+            register(ModelSpec("wrong", "image_generation", WrongShape, (Variant("v", "", meta),), settings=NoSettings))
+
+    with pytest.raises(AssertionError, match=r"the sample request failed: INTERNAL: .*generate\(\) returned shape"):
+        check_model({"spec": "wrong", "weights": "random", "devices": ["cpu"]}, extra_plugins=[("wrong", Plugin())])

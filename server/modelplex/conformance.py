@@ -21,6 +21,7 @@ AssertionError saying which and why.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import subprocess
@@ -33,6 +34,7 @@ from typing import Any
 import grpc
 import pytest
 
+from modelplex.errors import ModelplexError
 from modelplex.taskdef import ConformanceProbes
 
 __all__ = ["check_model", "check_registration", "modelplex_conformance"]
@@ -102,7 +104,9 @@ def check_model(
 ) -> None:
     """Serve ``model`` (one ``[[models]]`` entry) on a real server and run every check on it
     (see the module doc). ``probes`` replaces the task's own calls (needed for a task that
-    brings none); ``extra_plugins`` registers plugin objects that are not installed."""
+    brings none); ``extra_plugins``: ``(name, plugin)`` pairs registered besides the installed
+    plugins, as for :func:`modelplex.testing.running_server`. A load failure, a failing probe call
+    and every failed check raise AssertionError."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -110,8 +114,12 @@ def check_model(
     from modelplex_client import Client
 
     config = {"models": [dict(model)], "server": dict(server or {})}
-    with running_server(config, extra_plugins=extra_plugins) as running:
-        name = str(model.get("name") or model["spec"])
+    name = str(model.get("name") or model["spec"])
+    with contextlib.ExitStack() as stack:
+        try:
+            running = stack.enter_context(running_server(config, extra_plugins=extra_plugins))
+        except ModelplexError as e:
+            raise AssertionError(f"model {name!r} failed to load: {type(e).__name__}: {e}") from e
         loaded = running.server.registry.describe(name)
         task = loaded.plan.task
         probes = probes or task.conformance
@@ -141,8 +149,16 @@ def check_model(
         assert not alive, f"{alive} task object(s) are still referenced after unloading: unload() must free them"
 
 
+def _call(what: str, probe: Any, channel: grpc.Channel, name: str) -> None:
+    """Run a probe that must succeed; its failure an AssertionError naming the call and status."""
+    try:
+        probe(channel, name)
+    except grpc.RpcError as e:
+        raise AssertionError(f"{what} failed: {e.code().name}: {e.details()}") from e
+
+
 def _run_probes(probes: ConformanceProbes, channel: grpc.Channel, name: str, running: Any) -> None:
-    probes.sample(channel, name)
+    _call("the sample request", probes.sample, channel, name)
     try:
         probes.invalid(channel, name)
     except grpc.RpcError as e:
@@ -151,10 +167,10 @@ def _run_probes(probes: ConformanceProbes, channel: grpc.Channel, name: str, run
     else:
         raise AssertionError("a request with bad input succeeded")
     if probes.cancel is not None:
-        probes.cancel(channel, name)
+        _call("the cancelled stream", probes.cancel, channel, name)
         runtime = running.server.registry.describe(name).runtime
         _wait(lambda: runtime.active() == 0, "freeing the work of a cancelled stream")
-    probes.sample(channel, name)  # and the model still serves
+    _call("the sample request after the bad one", probes.sample, channel, name)  # the model still serves
 
 
 class _Kit:

@@ -271,5 +271,6 @@ def test_model_info_reports_the_generator(server):
     assert info.task == "image_generation" and info.task_info.Unpack(task_info)
     assert (task_info.latent_size, task_info.channels, task_info.height, task_info.width) == (8, 3, 128, 128)
     assert task_info.num_classes == 1000 and task_info.family == "biggan"
+    assert len(task_info.class_names) == 1000 and task_info.class_names[1] == "goldfish"
     assert math.isclose(task_info.default_truncation, 0.4, rel_tol=1e-6)
     assert task_info.max_images_per_request == 64

@@ -221,3 +221,19 @@ def test_a_cancelled_unload_still_answers_the_queue_and_unloads(probe_server):
     # The instance thread ends once unload returns (its executor is shut down without waiting).
     wait_until(lambda: not any(t.name.startswith("modelplex-probe-") for t in threading.enumerate() if t.is_alive()))
     assert results
+
+
+def test_a_model_that_fails_to_load_at_startup_is_named_in_the_error(tmp_path):
+    from modelplex.errors import ModelLoadError
+    from modelplex.testing import running_server
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    models = [
+        {"spec": "dcgan", "name": "gen-ok", "weights": "random", "devices": ["cpu"]},
+        {"spec": "dcgan", "name": "gen-b", "weights": str(junk), "devices": ["cpu"]},
+    ]
+    with pytest.raises(ModelLoadError, match=r"^model 'gen-b': ") as info:
+        with running_server({"models": models}):
+            pass
+    assert "junk.pt" in str(info.value)

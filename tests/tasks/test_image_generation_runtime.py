@@ -34,6 +34,7 @@ class Recorder(ImageGenerator):
 
     def __init__(self, ctx: LoadContext) -> None:
         self.broken = ctx.model_name == "broken"
+        self.wild = ctx.model_name == "wild"
 
     def load(self) -> None:
         pass
@@ -48,6 +49,9 @@ class Recorder(ImageGenerator):
         CALLS.append((len(inputs), tuple(i.truncation for i in inputs)))
         if self.broken:
             return torch.zeros(len(inputs) + 1, 1, 2, 2)
+        if self.wild:  # 10 x the latent's first value, NaN where it is negative
+            values = [float("nan") if i.latent[0] < 0 else 10 * float(i.latent[0]) for i in inputs]
+            return torch.tensor(values).reshape(-1, 1, 1, 1).expand(-1, 1, 2, 2).contiguous()
         return torch.stack([i.latent[:1].expand(4).reshape(1, 2, 2) for i in inputs]).clamp(0, 1)
 
 
@@ -61,7 +65,7 @@ class RecorderPlugin:
 @pytest.fixture(scope="module")
 def server():
     entry = {"spec": "recorder", "weights": "random", "devices": ["cpu"], "max_batch_size": 4}
-    models = [{**entry, "name": "recorder"}, {**entry, "name": "broken"}]
+    models = [{**entry, "name": "recorder"}, {**entry, "name": "broken"}, {**entry, "name": "wild"}]
     GATE.set()
     with running_server({"models": models}, extra_plugins=[("recorder", RecorderPlugin())]) as s:
         yield s
@@ -165,3 +169,23 @@ def _wait(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < end, "the condition did not come true"
         time.sleep(0.01)
+
+
+def test_values_past_the_unit_range_are_clipped_and_nan_fails_the_batch(stub):
+    float32 = pb.ImageOutput(format=pb.IMAGE_FORMAT_FLOAT32)
+    request = pb.ImageGenerationGenerateRequest(
+        model="wild", num_images=2, latent=[0.5, 0, 0, 0, 0.0625, 0, 0, 0], output=float32
+    )
+    got = list(stub.Generate(request, timeout=30))
+    assert [r.image.tensor.data for r in got] == [
+        torch.full((4,), value).numpy().astype("<f4").tobytes() for value in (1.0, 0.625)
+    ]
+    with pytest.raises(grpc.RpcError) as e:
+        list(
+            stub.Generate(
+                pb.ImageGenerationGenerateRequest(model="wild", num_images=1, latent=[-0.5, 0, 0, 0]), timeout=30
+            )
+        )
+    assert e.value.code() == grpc.StatusCode.INTERNAL and "NaN" in e.value.details()
+    again = pb.ImageGenerationGenerateRequest(model="wild", num_images=1, latent=[0.05, 0, 0, 0])
+    assert len(list(stub.Generate(again, timeout=30))) == 1  # it serves on

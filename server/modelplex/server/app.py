@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc as _reflection_v1alpha_grpc
 
-from modelplex.errors import ConfigError
+from modelplex.errors import ConfigError, ModelLoadError, ModelplexError
 from modelplex.server.config import Config
 from modelplex.server.devices import DeviceInventory, torch_inventory
 from modelplex.server.interceptors import CallPolicy, RequestInterceptor
@@ -202,7 +202,10 @@ class ModelServer:
             # One model after another (each one's instances load in parallel), so that
             # "auto" placement sees the memory the models before it took.
             for m in self.config.models:
-                await self.registry.load(m)
+                try:
+                    await self.registry.load(m)
+                except ModelplexError as e:
+                    raise _naming(e, m.name or m.spec) from e
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -250,3 +253,15 @@ class ModelServer:
             self.abandoned_work = True
             log.error("model work still running %.1f s after the grace period; exiting without it", bound)
         log.info("modelplex stopped")
+
+
+def _naming(error: ModelplexError, name: str) -> ModelplexError:
+    """``error`` with the configured model's name in front, unless its message names it: with
+    several models in the config, an operator must see which one failed to load."""
+    text = str(error)
+    if repr(name) in text:
+        return error
+    try:
+        return type(error)(f"model {name!r}: {text}")
+    except TypeError:  # an error class with its own constructor
+        return ModelLoadError(f"model {name!r}: {text}")

@@ -71,6 +71,7 @@ class ImageGenerationRuntime(BatchingRuntime[ImageGenerationSettings, ImageJob, 
             default_truncation=self.default_truncation,
             max_images_per_request=self.settings.max_images_per_request,
             family=self.family,
+            class_names=self.labels,
         )
 
     # -- on the event loop: checks, then the pieces ----------------------------------------
@@ -99,7 +100,7 @@ class ImageGenerationRuntime(BatchingRuntime[ImageGenerationSettings, ImageJob, 
             if found is None:
                 raise InvalidInputError(
                     f"model {self.name!r} has no class named {name!r}; its classes are e.g. "
-                    f"{', '.join(repr(label) for label in self.labels[:5])} (ModelInfo lists the count)"
+                    f"{', '.join(repr(label) for label in self.labels[:5])} (ModelInfo's task_info lists them all)"
                 )
             return found
         assert index is not None
@@ -246,7 +247,11 @@ class ImageGenerationRuntime(BatchingRuntime[ImageGenerationSettings, ImageJob, 
             raise RuntimeError(
                 f"generate() returned shape {tuple(got.shape)} for {len(chunk)} images of {self.image_shape}"
             )
-        return list(got[:n].detach().to("cpu", torch.float32).unbind(0))
+        images = got[:n].detach().to("cpu", torch.float32)
+        if not bool(torch.isfinite(images).all()):
+            raise RuntimeError(f"generate() returned NaN or infinite values for {n} images")
+        # The API promises values in [0, 1]: a generator's rounding past either end is clipped.
+        return list(images.clamp_(0.0, 1.0).unbind(0))
 
     def _input(self, model: ImageGenerator, job: ImageJob, order: ImageOrder) -> ImageInput:
         import torch

@@ -153,7 +153,7 @@ class InterpolateResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., index: _Optional[int] = ..., t: _Optional[float] = ..., seed: _Optional[int] = ..., class_index: _Optional[int] = ..., class_name: _Optional[str] = ..., image: _Optional[_Union[GeneratedImage, _Mapping]] = ...) -> None: ...
 
 class ImageGenerationInfo(_message.Message):
-    __slots__ = ("latent_size", "channels", "height", "width", "num_classes", "default_truncation", "max_images_per_request", "family")
+    __slots__ = ("latent_size", "channels", "height", "width", "num_classes", "default_truncation", "max_images_per_request", "family", "class_names")
     LATENT_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class ImageGenerationInfo(_message.Message):
     DEFAULT_TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     latent_size: int
     channels: int
     height: int
@@ -170,7 +171,8 @@ class ImageGenerationInfo(_message.Message):
     default_truncation: float
     max_images_per_request: int
     family: str
-    def __init__(self, latent_size: _Optional[int] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., num_classes: _Optional[int] = ..., default_truncation: _Optional[float] = ..., max_images_per_request: _Optional[int] = ..., family: _Optional[str] = ...) -> None: ...
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, latent_size: _Optional[int] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., num_classes: _Optional[int] = ..., default_truncation: _Optional[float] = ..., max_images_per_request: _Optional[int] = ..., family: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageGenerationSettings(_message.Message):
     __slots__ = ("max_batch_size", "max_batch_delay_ms", "max_queue_size", "max_images_per_request", "pad_batches")
