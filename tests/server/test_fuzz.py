@@ -138,6 +138,8 @@ def _plausible(method: MethodDescriptor, models: list[str]) -> object:
             setattr(msg, field.name, "hello there.")
         elif field.name == "max_new_tokens":
             msg.max_new_tokens = 2
+        elif field.name == "num_images":
+            msg.num_images = 1
     return msg
 
 

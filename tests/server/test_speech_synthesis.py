@@ -372,7 +372,7 @@ def test_oip_infer_and_stream_infer_give_the_typed_streams_audio(server, stub, i
     "request_,words",
     [
         (lambda: _oip_request(b""), "text is empty"),
-        (lambda: _oip_request(b"\xff\xfe"), "'TEXT' is not valid UTF-8"),
+        (lambda: _oip_request(b"\xff\xfe"), "'text' is not valid UTF-8"),
         (lambda: _oip_request(b"Hi.", rate=0), "sample_rate_hz must be between"),
         (lambda: _oip_request(b"Hi.", speed=9.0), "speaking_rate must be between 0.25 and 4.0"),
         (lambda: _oip_request("😀 🚀".encode()), "nothing model 'tts' can voice"),

@@ -21,6 +21,8 @@ from modelplex_client.pb import image_generation_pb2 as pb
 from modelplex_client.pb import image_generation_pb2_grpc as pb_grpc
 
 CALLS: list[tuple[int, tuple[float, ...]]] = []
+ENTERED: list[int] = []
+"""The size of every call as it enters generate(), before it waits for GATE."""
 GATE = threading.Event()
 ONE_AT_A_TIME = threading.Event()
 """Set: every call closes GATE again once through, so that the test lets calls through one by one."""
@@ -43,6 +45,7 @@ class Recorder(ImageGenerator):
         pass
 
     def generate(self, inputs: Sequence[ImageInput]) -> torch.Tensor:
+        ENTERED.append(len(inputs))
         GATE.wait(30)
         if ONE_AT_A_TIME.is_set():
             GATE.clear()
@@ -75,6 +78,7 @@ def server():
 @pytest.fixture
 def stub(server):
     CALLS.clear()
+    ENTERED.clear()
     ONE_AT_A_TIME.clear()
     GATE.set()
     with grpc.insecure_channel(server.address) as channel:
@@ -104,7 +108,9 @@ def test_concurrent_truncations_never_share_a_forward_pass(stub, server):
     threads = [threading.Thread(target=call, args=(t,)) for t in (0.5, 1.0, 0.5, 1.0)]
     for t in threads:
         t.start()
-    _wait(lambda: server.server.registry.describe("recorder").runtime.queued >= 3)
+    runtime = server.server.registry.describe("recorder").runtime
+    # Every request (2 images each) is queued, or in the batch that waits for the gate.
+    _wait(lambda: runtime.queued + sum(ENTERED) // 2 == 4)
     GATE.set()
     for t in threads:
         t.join()
