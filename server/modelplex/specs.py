@@ -23,6 +23,7 @@ __all__ = [
     "LoadContext",
     "ModelSpec",
     "NoSettings",
+    "ServerPath",
     "Task",
     "Variant",
     "VariantMeta",
@@ -120,6 +121,24 @@ class NoSettings(BaseModel):
     """The settings model of a spec that takes no settings."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ServerPath:
+    """Marks a settings field that names a file or folder on the server (a lexicon, a vocoder's
+    checkpoint, a chat template file)::
+
+        lexicon: Annotated[str | None, ServerPath()] = None
+
+    A model in the config file may name any path. LoadModel, which a remote caller sends, may
+    name one only under the server's weights roots (``server.weights_roots``), as it may a
+    checkpoint in ``weights``; any other path is PERMISSION_DENIED, whether it exists or not.
+    Put it on every field of a spec's or a task's settings model that the plugin opens."""
+
+
+def server_path_fields(model: type[BaseModel]) -> list[str]:
+    """The fields of a settings model marked :class:`ServerPath`."""
+    return [name for name, f in model.model_fields.items() if any(isinstance(m, ServerPath) for m in f.metadata)]
 
 
 S = TypeVar("S", bound=BaseModel)

@@ -110,7 +110,7 @@ def _deepspeech(tmp_path, suffix):
     return cfg, module, path
 
 
-def _deepspeech_reference(cfg, module, samples) -> str:
+def _deepspeech_emissions(cfg, module, samples):
     import torchaudio
 
     f = cfg.features
@@ -120,8 +120,11 @@ def _deepspeech_reference(cfg, module, samples) -> str:
     else:
         x = (torchaudio.transforms.MelSpectrogram(sample_rate=RATE, **mel)(samples) + 1e-6).log()
     with torch.inference_mode():
-        out = module(x.T[None, None])
-    return greedy(cfg.labels, cfg.blank, out[0].argmax(-1).tolist())
+        return module(x.T[None, None])[0]
+
+
+def _deepspeech_reference(cfg, module, samples) -> str:
+    return greedy(cfg.labels, cfg.blank, _deepspeech_emissions(cfg, module, samples).argmax(-1).tolist())
 
 
 def _stream_finals(address, model, audio):
@@ -153,6 +156,35 @@ def test_deepspeech_checkpoints_serve_the_in_process_decode(tmp_path, suffix):
     assert len(finals) == 2 and len(everything) > 2  # interim results too
     for r in finals:
         assert r.alternatives[0].transcript == _deepspeech_reference(cfg, module, _segment(samples, r))
+
+
+def test_deepspeech_finals_with_a_beam_search_over_a_lexicon(tmp_path):
+    """DeepSpeech's labels ("<blank>", a space between words, lower case) with decoder = "beam":
+    each final is torchaudio's ctc_decoder over the in-process emissions of its segment, given
+    the labels with the space named "|" and the lexicon spelled out."""
+    pytest.importorskip("flashlight.lib.text.decoder", reason="decoder = 'beam' needs flashlight-text")
+    from torchaudio.models.decoder import ctc_decoder
+
+    cfg, module, path = _deepspeech(tmp_path, ".safetensors")
+    words = ("A", "TO", "IT", "EAT", "TEA", "ANT", "NET")
+    lexicon = tmp_path / "lexicon.txt"  # upper-case words alone: spelled with the lower-case labels
+    lexicon.write_text("".join(f"{w}\n" for w in words))
+    spelled = tmp_path / "spelled.txt"
+    spelled.write_text("".join(f"{w} {' '.join(w.lower())}\n" for w in words))
+    audio = linear16(clip(seed=3, utterances=2))
+    samples = torch.from_numpy(from_linear16(audio))
+    entry = {"spec": "deepspeech", "name": "ds", "weights": str(path), "devices": ["cpu"]}
+    entry |= {"decoder": "beam", "lexicon": str(lexicon), "word_score": 2.0, "beam_size": 20}
+    with running_server({"models": [entry]}) as server:
+        finals, _ = _stream_finals(server.address, "ds", audio)
+    tokens = ["|" if label == " " else label for label in cfg.labels]
+    beam = ctc_decoder(str(spelled), tokens, blank_token="<blank>", sil_token="|", word_score=2.0, beam_size=20)
+    assert len(finals) == 2
+    for r in finals:
+        scores = torch.log_softmax(_deepspeech_emissions(cfg, module, _segment(samples, r)), -1)
+        assert r.alternatives[0].transcript == " ".join(beam(scores.contiguous()[None])[0][0].words)
+    assert {w for r in finals for w in r.alternatives[0].transcript.split()} <= set(words)
+    assert any(r.alternatives[0].transcript for r in finals)
 
 
 def test_a_deepspeech_file_of_another_format_is_refused(tmp_path):

@@ -263,3 +263,44 @@ def test_a_load_that_cannot_fit_is_refused_before_anything_is_built(server):
         )
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "GiB on cpu" in details
         assert [m.name for m in client.list_models()] == ["probe"]
+
+
+def test_file_paths_in_settings_are_confined_like_checkpoints(tmp_path):
+    """Settings fields marked ServerPath (a lexicon, an LM, a vocoder checkpoint, a chat
+    template file) name server files: LoadModel may name them only under the weights roots."""
+    from modelplex_client.pb import speech_recognition_pb2
+    from speech_models import speech_dirs
+    from text_models import model_dirs
+
+    roots = tmp_path / "weights"
+    roots.mkdir()
+    w2v, gpt = speech_dirs()["w2v"], model_dirs()["gpt2"]
+    config = {"models": [], "server": {"weights_roots": [str(w2v.parent), str(gpt.parent), str(roots)]}}
+    with running_server(config) as s, Client(s.address, timeout=60) as client:
+        asks = {
+            "lexicon": lambda p: client.load_model(
+                "hf-wav2vec2",
+                name="asr",
+                weights=str(w2v),
+                task_settings=speech_recognition_pb2.SpeechRecognitionSettings(decoder="beam", lexicon=p),
+            ),
+            "chat template": lambda p: client.load_model(
+                "causal-lm", name="lm", weights=str(gpt), settings={"chat_template_file": p}
+            ),
+            "vocoder": lambda p: client.load_model(
+                "tacotron2-waveglow", name="tts", weights=str(roots / "t.pt"), settings={"vocoder_weights": p}
+            ),
+        }
+        answers = {
+            (what, path): _code(lambda a=ask, p=path: a(p))
+            for what, ask in asks.items()
+            for path in ("/etc/passwd", "/no/such/file", "etc/passwd", str(roots / ".." / "escape.txt"))
+        }
+        assert {code for code, _ in answers.values()} == {grpc.StatusCode.PERMISSION_DENIED}, answers
+        assert {d for (what, _), (_, d) in answers.items() if what == "lexicon"} == {
+            "LoadModel may name file paths (lexicon) only under the server's weights roots (server.weights_roots)"
+        }
+        # Under a root, the path reaches the plugin (which says the file is missing).
+        code, details = _code(lambda: asks["lexicon"](str(roots / "lexicon.txt")))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "lexicon.txt does not exist" in details
+        assert client.list_models() == []

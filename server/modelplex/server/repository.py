@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from modelplex.server.config import ModelConfig
 from modelplex.server.grpc_errors import grpc_errors
 from modelplex.server.plugins import PluginReport, PluginSet, PluginState
 from modelplex.server.registry import LoadedModel, ModelRegistry, ModelState, looks_like_id
-from modelplex.specs import ModelSpec, WeightsSource
+from modelplex.specs import ModelSpec, WeightsSource, server_path_fields
 from modelplex.taskdef import TaskDefinition
 from modelplex_client.pb import models_pb2 as pb
 from modelplex_client.pb import models_pb2_grpc as pb_grpc
@@ -154,12 +155,29 @@ def _confine(weights: str, roots: Sequence[Path]) -> None:
     value = weights.strip()
     if value in ("", "pretrained", "random") or looks_like_id(value):
         return
+    _confine_path(value, roots, "checkpoint paths")
+
+
+def _confine_path(value: str, roots: Sequence[Path], what: str) -> None:
     path = Path(value).expanduser()
     resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
     if not any(resolved.is_relative_to(root) for root in roots):
         raise PermissionDeniedError(
-            "LoadModel may name checkpoint paths only under the server's weights roots (server.weights_roots)"
+            f"LoadModel may name {what} only under the server's weights roots (server.weights_roots)"
         )
+
+
+def _server_paths(config: ModelConfig, plugins: PluginSet) -> list[tuple[str, str]]:
+    """The paths a LoadModel request names in its settings and task settings: the values of
+    the fields their settings models mark :class:`~modelplex.specs.ServerPath`."""
+    try:
+        spec, _ = plugins.spec(config.spec)
+        task = plugins.task(spec.task)
+    except KeyError:
+        return []  # planning refuses the spec with its own message
+    named = [(f"settings.{k}", config.settings.get(k)) for k in server_path_fields(spec.settings)]
+    named += [(k, config.task_settings.get(k)) for k in server_path_fields(task.settings)]
+    return [(k, str(v)) for k, v in named if isinstance(v, str | os.PathLike) and str(v).strip()]
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -224,6 +242,8 @@ class ModelRepositoryServicer(pb_grpc.ModelRepositoryServicer):
         self._check_allowed("LoadModel")
         config = _load_config(request, self._registry.plugins)
         _confine(config.weights, self._roots)
+        for key, path in _server_paths(config, self._registry.plugins):
+            _confine_path(path, self._roots, f"file paths ({key})")
         if self._max_models is not None and len(self._registry.list()) >= self._max_models:
             raise QueueFullError(f"{self._max_models} models are loaded (server.max_models); unload one first")
         model = await self._registry.load(config)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from modelplex.specs import ServerPath
 
 __all__ = ["TextSettings"]
 
@@ -33,7 +35,7 @@ class TextSettings(BaseModel):
     """A Jinja chat template (the text) for the Chat RPC, for a model folder without one (or to
     replace its own); rendered by the tokenizer's ``apply_chat_template``."""
 
-    chat_template_file: Path | None = None
+    chat_template_file: Annotated[Path | None, ServerPath()] = None
     """A file holding the chat template (e.g. a ``.jinja`` of the model's repository); overrides
     ``chat_template``."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from modelplex.specs import ServerPath
 
 __all__ = ["TTSSettings"]
 
@@ -17,7 +19,7 @@ class TTSSettings(BaseModel):
     text_processor: Literal["auto", "characters", "nvidia", "phonemes"] = "auto"
     """How text becomes symbols; auto picks by the model's symbol count (38 characters,
     148 NVIDIA, 96 phonemes)."""
-    vocoder_weights: str | None = None
+    vocoder_weights: Annotated[str | None, ServerPath()] = None
     """The vocoder's checkpoint file (WaveGlow: DeepLearningExamples' format; WaveRNN: a
     torchaudio state dict), when ``weights`` is a Tacotron 2 checkpoint. Unset: the
     vocoder's weights follow ``weights`` (pretrained from the torch hub cache, or random)."""

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from modelplex.errors import InvalidInputError, ModelNotReadyError, QueueFullError
+from modelplex.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, QueueFullError
 from modelplex.server.instance import Instance
 from modelplex.server.runtimes.base import TaskRuntime
 from modelplex.server.runtimes.steps import StepScheduler
 from modelplex.tasks.speech_recognition.audio import FILE, AudioFormat, decode_file, decode_samples
+from modelplex.tasks.speech_recognition.beam import BeamDecoder, BeamOptions
 from modelplex.tasks.speech_recognition.interface import CTCRecognizer, SpeechRecognizer
 from modelplex.tasks.speech_recognition.segmenter import SegmentPolicy
 from modelplex.tasks.speech_recognition.session import (
@@ -57,7 +58,8 @@ class SpeechRecognitionRuntime(TaskRuntime[SpeechRecognitionSettings]):
         if self.vad == "auto":
             self.vad = "silero" if silero_available() and self.sample_rate in (8000, 16000) else "energy"
         self.plan = self._plan(first, settings)
-        stepper = Stepper(name, self.plan, lambda: make_vad(self.vad, self.sample_rate))
+        self.beam = self._beam(first, settings)
+        stepper = Stepper(name, self.plan, lambda: make_vad(self.vad, self.sample_rate), beam=self.beam)
         self.scheduler: StepScheduler[RecognitionStream] = StepScheduler(
             name,
             instances,
@@ -93,6 +95,22 @@ class SpeechRecognitionRuntime(TaskRuntime[SpeechRecognitionSettings]):
             samples_per_frame=spf,
         )
 
+    def _beam(self, model: SpeechRecognizer, s: SpeechRecognitionSettings) -> BeamDecoder | None:
+        """The beam decoder of the finals, built (files read, LM loaded) at load."""
+        if s.decoder != "beam":
+            return None
+        if not isinstance(model, CTCRecognizer):
+            raise ModelLoadError(
+                f'model {self.name!r}: decoder = "beam" applies to CTC models; {type(model).__name__} decodes '
+                "whole segments itself"
+            )
+        options = BeamOptions(s.lexicon, s.lm, s.beam_size, s.beam_threshold, s.lm_weight, s.word_score)
+        frame_s = model.samples_per_frame / model.sample_rate
+        try:
+            return BeamDecoder(model.labels, model.blank, model.word_delimiter, model.ignored_labels, frame_s, options)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"model {self.name!r}: {e}") from None
+
     def info(self) -> pb.SpeechRecognitionInfo:
         p, s = self.plan, self.settings
         frame_ms = p.samples_per_frame / p.sample_rate * 1000
@@ -108,6 +126,7 @@ class SpeechRecognitionRuntime(TaskRuntime[SpeechRecognitionSettings]):
             max_audio_ms=s.max_audio_s * 1000,
             vad=self.vad,
             labels=self.labels,
+            decoder=s.decoder if self.streaming else "",
         )
 
     def active(self) -> int:
@@ -119,6 +138,8 @@ class SpeechRecognitionRuntime(TaskRuntime[SpeechRecognitionSettings]):
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        if self.beam is not None:
+            self.beam.close()
 
     # -- calls (event loop) ---------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modelplex.specs import ServerPath
 
 __all__ = ["SpeechRecognitionSettings"]
 
@@ -43,9 +45,42 @@ class SpeechRecognitionSettings(BaseModel):
     interim_interval_ms: float = Field(default=1000.0, ge=0, le=60_000)
     """Whole-segment models: new audio between two re-decodes of the open segment; 0 sends no
     interim results."""
+    decoder: Literal["greedy", "beam"] = "greedy"
+    """CTC models: how final results are decoded. ``greedy`` (best label per frame) or ``beam``
+    (torchaudio's ctc_decoder, flashlight-text: beam search with an optional lexicon and n-gram
+    LM). Interim results are greedy either way."""
+    lexicon: Annotated[str | None, ServerPath()] = Field(default=None, min_length=1)
+    """``decoder = "beam"``: a lexicon file, one word per line, optionally followed by its spelling
+    in the model's labels; the transcript then holds lexicon words only."""
+    lm: Annotated[str | None, ServerPath()] = Field(default=None, min_length=1)
+    """``decoder = "beam"`` with a lexicon: an n-gram language model over the lexicon's words, an
+    ARPA file or a KenLM binary."""
+    beam_size: int = Field(default=50, ge=1, le=10_000)
+    """``decoder = "beam"``: hypotheses kept after each frame."""
+    beam_threshold: float = Field(default=50.0, gt=0, le=10_000)
+    """``decoder = "beam"``: hypotheses scoring this much below the best are pruned."""
+    lm_weight: float = Field(default=2.0, ge=-100, le=100)
+    """``decoder = "beam"`` with an LM: the weight of the LM's log-probabilities."""
+    word_score: float = Field(default=0.0, ge=-1000, le=1000)
+    """``decoder = "beam"``: a score added per word (positive favours more words)."""
 
     @model_validator(mode="after")
     def _segment_holds_a_window(self) -> SpeechRecognitionSettings:
         if self.window_ms > self.max_segment_s * 1000:
             raise ValueError("window_ms must not exceed max_segment_s")
         return self
+
+    @model_validator(mode="after")
+    def _beam_keys_need_a_beam(self) -> SpeechRecognitionSettings:
+        if self.decoder == "greedy":
+            stray = sorted(set(_BEAM_KEYS) & self.model_fields_set)
+            if stray:
+                raise ValueError(f'{", ".join(stray)} only apply to decoder = "beam" (the decoder is "greedy")')
+        if self.lm is not None and self.lexicon is None:
+            raise ValueError("lm needs a lexicon: the language model scores the lexicon's words")
+        if "lm_weight" in self.model_fields_set and self.lm is None:
+            raise ValueError("lm_weight is set but no lm is")
+        return self
+
+
+_BEAM_KEYS = ("lexicon", "lm", "beam_size", "beam_threshold", "lm_weight", "word_score")

@@ -22,6 +22,7 @@ from typing import Any
 from modelplex.errors import ModelplexError
 from modelplex.server.runtimes.base import inference_error
 from modelplex.tasks.speech_recognition.audio import StreamResampler
+from modelplex.tasks.speech_recognition.beam import BeamDecoder
 from modelplex.tasks.speech_recognition.ctc import greedy_transcript
 from modelplex.tasks.speech_recognition.interface import SpeechRecognizer, Transcript, Word
 from modelplex.tasks.speech_recognition.segmenter import Segmenter, SegmentPolicy
@@ -85,9 +86,11 @@ class StreamState:
 class Stepper:
     """The step and release functions of one model's step scheduler."""
 
-    def __init__(self, name: str, plan: Plan, vad: Callable[[], Vad]) -> None:
+    def __init__(self, name: str, plan: Plan, vad: Callable[[], Vad], beam: BeamDecoder | None = None) -> None:
         self.name = name
         self.plan = plan
+        self.beam = beam
+        """CTC models with ``decoder = "beam"``: decodes the finals (interim results stay greedy)."""
         self._make_vad = vad
         self._vad: Vad | None = None
 
@@ -207,7 +210,8 @@ class Stepper:
         rate = self.plan.sample_rate
         for language, items in jobs.items():
             try:
-                got = model.transcribe([s.state.audio.slice(a, b) for s, _, a, b in items], language)
+                segments = [s.state.audio.slice(a, b) for s, _, a, b in items]
+                got = self._beam_search(model, segments) if self.beam else model.transcribe(segments, language)
                 if len(got) != len(items):
                     raise RuntimeError(f"transcribe returned {len(got)} transcripts for {len(items)} segments")
             except Exception as e:
@@ -216,6 +220,12 @@ class Stepper:
                 continue
             for (s, index, a, b), t in zip(items, got, strict=True):
                 s.state.finals.append(_result(t, True, a / rate, b / rate, index, s.options.word_offsets))
+
+    def _beam_search(self, model: Any, segments: list[Any]) -> list[Transcript]:
+        """One pass of the model over each segment, then the beam search over its emissions."""
+        assert self.beam is not None
+        # One call per segment, as CTCRecognizer.transcribe does: emissions() takes equal lengths.
+        return [self.beam.decode(model.emissions([segment])[0]) for segment in segments]
 
     def _windows(self, model: Any, batch: Sequence[RecognitionStream], failed: dict, interims: dict) -> None:
         """CTC models: run every complete window of each open segment; equal lengths batch."""

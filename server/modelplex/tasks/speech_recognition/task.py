@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelplex.taskdef import TaskDefinition
 from modelplex.tasks.speech_recognition.conformance import PROBES
 from modelplex.tasks.speech_recognition.interface import SpeechRecognitionMeta, SpeechRecognizer
+from modelplex.tasks.speech_recognition.oip import SpeechRecognitionOip
 from modelplex.tasks.speech_recognition.runtime import SpeechRecognitionRuntime
 from modelplex.tasks.speech_recognition.servicer import add_servicers
 from modelplex.tasks.speech_recognition.settings import SpeechRecognitionSettings
@@ -22,5 +23,6 @@ TASK = TaskDefinition(
     settings_message=pb.SpeechRecognitionSettings.DESCRIPTOR.full_name,
     meta=SpeechRecognitionMeta,
     conformance=PROBES,
+    oip=SpeechRecognitionOip(),
     description="Live audio in, interim and final transcripts out (streams stepped together); whole clips too.",
 )

@@ -152,7 +152,7 @@ class RecognizeResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SpeechRecognitionResult, _Mapping]]] = ..., audio_duration_ms: _Optional[float] = ..., total_time_ms: _Optional[float] = ...) -> None: ...
 
 class SpeechRecognitionInfo(_message.Message):
-    __slots__ = ("sample_rate_hz", "streaming", "languages", "window_ms", "left_context_ms", "lookahead_ms", "interim_interval_ms", "max_segment_ms", "max_audio_ms", "vad", "labels")
+    __slots__ = ("sample_rate_hz", "streaming", "languages", "window_ms", "left_context_ms", "lookahead_ms", "interim_interval_ms", "max_segment_ms", "max_audio_ms", "vad", "labels", "decoder")
     SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     STREAMING_FIELD_NUMBER: _ClassVar[int]
     LANGUAGES_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class SpeechRecognitionInfo(_message.Message):
     MAX_AUDIO_MS_FIELD_NUMBER: _ClassVar[int]
     VAD_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    DECODER_FIELD_NUMBER: _ClassVar[int]
     sample_rate_hz: int
     streaming: bool
     languages: _containers.RepeatedScalarFieldContainer[str]
@@ -175,10 +176,11 @@ class SpeechRecognitionInfo(_message.Message):
     max_audio_ms: float
     vad: str
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sample_rate_hz: _Optional[int] = ..., streaming: _Optional[bool] = ..., languages: _Optional[_Iterable[str]] = ..., window_ms: _Optional[float] = ..., left_context_ms: _Optional[float] = ..., lookahead_ms: _Optional[float] = ..., interim_interval_ms: _Optional[float] = ..., max_segment_ms: _Optional[float] = ..., max_audio_ms: _Optional[float] = ..., vad: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    decoder: str
+    def __init__(self, sample_rate_hz: _Optional[int] = ..., streaming: _Optional[bool] = ..., languages: _Optional[_Iterable[str]] = ..., window_ms: _Optional[float] = ..., left_context_ms: _Optional[float] = ..., lookahead_ms: _Optional[float] = ..., interim_interval_ms: _Optional[float] = ..., max_segment_ms: _Optional[float] = ..., max_audio_ms: _Optional[float] = ..., vad: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., decoder: _Optional[str] = ...) -> None: ...
 
 class SpeechRecognitionSettings(_message.Message):
-    __slots__ = ("max_batch_size", "max_queue_size", "max_audio_s", "max_chunk_bytes", "max_segment_s", "vad", "min_silence_ms", "window_ms", "left_context_ms", "lookahead_ms", "interim_interval_ms")
+    __slots__ = ("max_batch_size", "max_queue_size", "max_audio_s", "max_chunk_bytes", "max_segment_s", "vad", "min_silence_ms", "window_ms", "left_context_ms", "lookahead_ms", "interim_interval_ms", "speech_pad_ms", "decoder", "lexicon", "lm", "beam_size", "beam_threshold", "lm_weight", "word_score")
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_AUDIO_S_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +192,14 @@ class SpeechRecognitionSettings(_message.Message):
     LEFT_CONTEXT_MS_FIELD_NUMBER: _ClassVar[int]
     LOOKAHEAD_MS_FIELD_NUMBER: _ClassVar[int]
     INTERIM_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_PAD_MS_FIELD_NUMBER: _ClassVar[int]
+    DECODER_FIELD_NUMBER: _ClassVar[int]
+    LEXICON_FIELD_NUMBER: _ClassVar[int]
+    LM_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BEAM_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LM_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WORD_SCORE_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_queue_size: int
     max_audio_s: float
@@ -201,4 +211,12 @@ class SpeechRecognitionSettings(_message.Message):
     left_context_ms: float
     lookahead_ms: float
     interim_interval_ms: float
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., max_audio_s: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., vad: _Optional[str] = ..., min_silence_ms: _Optional[float] = ..., window_ms: _Optional[float] = ..., left_context_ms: _Optional[float] = ..., lookahead_ms: _Optional[float] = ..., interim_interval_ms: _Optional[float] = ...) -> None: ...
+    speech_pad_ms: float
+    decoder: str
+    lexicon: str
+    lm: str
+    beam_size: int
+    beam_threshold: float
+    lm_weight: float
+    word_score: float
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., max_audio_s: _Optional[float] = ..., max_chunk_bytes: _Optional[int] = ..., max_segment_s: _Optional[float] = ..., vad: _Optional[str] = ..., min_silence_ms: _Optional[float] = ..., window_ms: _Optional[float] = ..., left_context_ms: _Optional[float] = ..., lookahead_ms: _Optional[float] = ..., interim_interval_ms: _Optional[float] = ..., speech_pad_ms: _Optional[float] = ..., decoder: _Optional[str] = ..., lexicon: _Optional[str] = ..., lm: _Optional[str] = ..., beam_size: _Optional[int] = ..., beam_threshold: _Optional[float] = ..., lm_weight: _Optional[float] = ..., word_score: _Optional[float] = ...) -> None: ...
