@@ -90,7 +90,9 @@ class TaskDefinition:
     """Adds the task's servicers to the server; see :data:`ServicerInstaller`."""
     runtime: RuntimeFactory
     """Builds the runtime of a loaded model; usually a :class:`modelplex.runtime.TaskRuntime`
-    subclass (its constructor takes exactly these arguments)."""
+    subclass (its constructor takes exactly these arguments). It is called on a worker thread,
+    once every instance has loaded, so it may read files; its ``start()`` is then called on the
+    event loop."""
     settings: type[BaseModel] = NoSettings
     """The pydantic model of a model's serving settings for this task (batch size, queue,
     limits); use ``extra="forbid"``. Its fields are the extra keys of a ``[[models]]`` entry."""

@@ -235,7 +235,8 @@ class ModelRegistry:
                         f"the factory of spec {plan.spec.name!r} returned a {type(inst.model).__name__}, "
                         f"not a {plan.task.interface.__name__} (task {plan.task.id!r})"
                     )
-            model.runtime = plan.task.runtime(plan.name, model.instances, plan.task_settings)
+            # Off the event loop: a runtime may read files as it is built (a beam decoder's LM).
+            model.runtime = await asyncio.to_thread(plan.task.runtime, plan.name, model.instances, plan.task_settings)
         except BaseException as e:
             del self._models[plan.name]
             self._on_state(plan.name, None)
