@@ -66,3 +66,10 @@ def test_greedy_ctc_collapses_repeats_drops_blanks_and_times_words():
     t = greedy_transcript(model, ids, 0.02)
     assert t.text == "AA BB"
     assert [(w.text, round(w.start_s, 2), round(w.end_s, 2)) for w in t.words] == [("AA", 0.02, 0.1), ("BB", 0.14, 0.2)]
+
+
+def test_times_on_the_wire_are_milliseconds_to_the_microsecond():
+    from modelplex.tasks.speech_recognition.servicer import _ms
+
+    assert 2.28 * 1000 != 2280.0 and _ms(2.28) == 2280.0
+    assert _ms(0.0000004) == 0.0 and _ms(1.2345678) == 1234.568

@@ -62,7 +62,7 @@ def _alternative(r: RecognitionResult) -> pb.SpeechRecognitionAlternative:
     return pb.SpeechRecognitionAlternative(
         transcript=r.transcript,
         confidence=r.confidence or 0.0,
-        words=[pb.WordInfo(word=w.text, start_ms=w.start_s * 1000, end_ms=w.end_s * 1000) for w in r.words],
+        words=[pb.WordInfo(word=w.text, start_ms=_ms(w.start_s), end_ms=_ms(w.end_s)) for w in r.words],
     )
 
 
@@ -111,14 +111,14 @@ class SpeechRecognitionServicer(pb_grpc.SpeechRecognitionServicer):
         message = pb.StreamingRecognizeResponse(
             request_id=cfg.request_id,
             model=cfg.model,
-            audio_processed_ms=update.audio_processed_s * 1000,
+            audio_processed_ms=_ms(update.audio_processed_s),
             results=[
                 pb.StreamingRecognitionResult(
                     alternatives=[_alternative(r)],
                     is_final=r.is_final,
                     stability=r.stability,
-                    result_start_ms=r.start_s * 1000,
-                    result_end_ms=r.end_s * 1000,
+                    result_start_ms=_ms(r.start_s),
+                    result_end_ms=_ms(r.end_s),
                     segment_index=r.segment,
                     language=language,
                 )
@@ -141,14 +141,14 @@ class SpeechRecognitionServicer(pb_grpc.SpeechRecognitionServicer):
             results=[
                 pb.SpeechRecognitionResult(
                     alternatives=[_alternative(r)],
-                    result_start_ms=r.start_s * 1000,
-                    result_end_ms=r.end_s * 1000,
+                    result_start_ms=_ms(r.start_s),
+                    result_end_ms=_ms(r.end_s),
                     segment_index=r.segment,
                     language=options.language,
                 )
                 for r in results
             ],
-            audio_duration_ms=duration * 1000,
+            audio_duration_ms=_ms(duration),
             total_time_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -181,3 +181,8 @@ async def _feed(
 
 def add_servicers(runtimes: RuntimeLookup, server: aio.Server) -> None:
     pb_grpc.add_SpeechRecognitionServicer_to_server(SpeechRecognitionServicer(runtimes), server)
+
+
+def _ms(seconds: float) -> float:
+    """Seconds as milliseconds, to the microsecond: 2.28 s is 2280.0 ms, not 2280.0000000000005."""
+    return round(seconds * 1000, 3)
