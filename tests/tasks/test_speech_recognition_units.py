@@ -71,5 +71,5 @@ def test_greedy_ctc_collapses_repeats_drops_blanks_and_times_words():
 def test_times_on_the_wire_are_milliseconds_to_the_microsecond():
     from modelplex.tasks.speech_recognition.servicer import _ms
 
-    assert 2.28 * 1000 != 2280.0 and _ms(2.28) == 2280.0
+    assert (0.1 + 0.2) * 1000 != 300.0 and _ms(0.1 + 0.2) == 300.0
     assert _ms(0.0000004) == 0.0 and _ms(1.2345678) == 1234.568

@@ -184,5 +184,6 @@ def add_servicers(runtimes: RuntimeLookup, server: aio.Server) -> None:
 
 
 def _ms(seconds: float) -> float:
-    """Seconds as milliseconds, to the microsecond: 2.28 s is 2280.0 ms, not 2280.0000000000005."""
+    """Seconds as milliseconds, to the microsecond: a word ending at 0.1 + 0.2 s ends at 300.0 ms,
+    not 300.00000000000006."""
     return round(seconds * 1000, 3)
