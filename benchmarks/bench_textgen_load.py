@@ -15,9 +15,13 @@ greedy with ``ignore_eos`` (every stream makes all its tokens). Measured in one 
    two tokens of a running stream while it is prefilled, with ``prefill_chunk_tokens`` 256 and
    without chunks (one model each), against the in-process time of one 256-token chunk;
 4. prefix caching: 6 requests sharing a 512-token beginning, one after the other: median time
-   to first token of the last 5, with ``prefix_cache_tokens`` on and off.
+   to first token of the last 5, with ``prefix_cache_tokens`` on and off;
+5. the same join in-process, in CPU time (one torch thread, ``time.thread_time``, so that other
+   processes on the machine do not move it): each step's cost while the 2,000-token prompt is
+   prefilled in 256-token chunks and after it joins, against a step of the 15 alone.
 
     python benchmarks/bench_textgen_load.py            # a few minutes on 2 CPU cores
+    python benchmarks/bench_textgen_load.py --parts join join-cpu   # only the chunked-prefill parts
     python benchmarks/bench_textgen_load.py --quick    # a tiny model: seconds, checks the plumbing
 """
 
@@ -91,6 +95,25 @@ def in_process(model: Any, streams: int, vocab: int) -> float:
     return streams * NEW / (time.perf_counter() - t0)
 
 
+def throughput_section(address: str, model: Any, vocab: int, rounds: int, payload: dict[str, Any]) -> list[str]:
+    """Tokens/s at 1, 4 and 16 streams against in-process ``generate``, in alternating rounds."""
+    rates: dict[int, list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        for n in c.alternate([1, 4, 16], r):
+            rates.setdefault(n, []).append((asyncio.run(throughput(address, n, vocab)), in_process(model, n, vocab)))
+    rows = []
+    for n, pairs in rates.items():
+        served, local = (statistics.median(x) for x in zip(*pairs, strict=True))
+        rows.append([f"{n} stream(s)", served, local, f"{served / local:.2f}"])
+    scale = statistics.median(a for a, _ in rates[16]) / statistics.median(a for a, _ in rates[1])
+    local_scale = statistics.median(b for _, b in rates[16]) / statistics.median(b for _, b in rates[1])
+    payload.update(rates=rates, scale=scale, local_scale=local_scale)
+    return [
+        c.table(["streams", "modelplex tokens/s", "in-process tokens/s", "ratio"], rows),
+        f"16 streams / 1 stream tokens/s: {scale:.1f}x (in-process `generate`: {local_scale:.1f}x)",
+    ]
+
+
 async def ttft_under_load(address: str, clients: int, vocab: int) -> float:
     from modelplex_client import AsyncClient
 
@@ -137,6 +160,66 @@ def chunk_ms(model: Any, long: int, chunk: int) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def join_cpu_ms(folder: Path, long: int, chunk: int) -> dict[str, list[float]]:
+    """CPU ms of each engine step (one torch thread, in this process): 15 sequences decoding alone
+    (``alone``), while a ``long``-token prompt is prefilled in ``chunk``-token chunks (``prefill``,
+    the last being the step where it joins) and after it joined (``after``); and the cost of one
+    ``chunk`` over the prompt's first ``long - chunk`` tokens, alone (``chunk``)."""
+    import torch
+
+    from modelplex import SamplingParams
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = c.build_in_process(
+            dict(
+                name="lm",
+                spec="causal-lm",
+                weights=str(folder),
+                devices=["cpu"],
+                max_batch_size=16,
+                max_new_tokens=256,
+                settings={"prefill_chunk_tokens": chunk},
+            )
+        )
+        vocab = gen.vocab_size
+        out: dict[str, list[float]] = {"alone": [], "prefill": [], "after": []}
+
+        def timed(seqs: list[Any]) -> tuple[float, list[Any]]:
+            t0 = time.thread_time()
+            tokens = gen.step(seqs)
+            return (time.thread_time() - t0) * 1000, tokens
+
+        seqs = [gen.start(prompt(i, 16, vocab), SamplingParams(ignore_eos=True)) for i in range(15)]
+        for k in range(8):
+            ms, _ = timed(seqs)
+            if k >= 2:
+                out["alone"].append(ms)
+        joiner = gen.start(prompt(999, long, vocab), SamplingParams(ignore_eos=True))
+        joined = False
+        while not joined:
+            ms, tokens = timed([*seqs, joiner])
+            out["prefill"].append(ms)
+            joined = tokens[-1] is not None
+        for _ in range(6):
+            out["after"].append(timed([*seqs, joiner])[0])
+        for s in [*seqs, joiner]:
+            gen.release(s)
+        gen.step([])
+        model = gen.model
+        ids = torch.tensor([prompt(999, long, vocab)])
+        with torch.inference_mode():
+            cache = model(ids[:, : long - chunk], use_cache=True).cache
+            t0 = time.thread_time()
+            model(ids[:, long - chunk :], cache=cache, use_cache=True, logits_to_keep=1)
+            out["chunk"] = [(time.thread_time() - t0) * 1000]
+        gen.unload()
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
 async def prefix_ttft(address: str, model: str, vocab: int) -> float:
     from modelplex_client import AsyncClient
 
@@ -155,6 +238,8 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="the tiny shape")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--long", type=int, default=2000, help="tokens of the joining prompt")
+    parts = ("throughput", "ttft", "join", "prefix", "join-cpu")
+    p.add_argument("--parts", nargs="+", choices=parts, default=list(parts), help="what to measure (default: all)")
     c.add_run_arguments(p)
     args = p.parse_args()
     shape = "tiny" if args.quick else "distilgpt2"
@@ -170,54 +255,58 @@ def main() -> None:
             dict(entry, name="prefix", settings={"prefix_cache_tokens": 8192}),
         ]
         model = AutoModelForCausalLM.from_pretrained(folder).eval()
-        rows, payload = [], {"machine": c.machine_info([c.Tree(c.ROOT)]), "shape": shape}
+        payload: dict[str, Any] = {"machine": c.machine_info([c.Tree(c.ROOT)]), "shape": shape}
+        sections = [f"## Text generation under load ({shape}, greedy, {NEW} tokens, {args.rounds} rounds)"]
         with c.modelplex_server(work, c.config_toml(*models)) as server:
             run = asyncio.run
             run(throughput(server.address, 1, vocab))  # warm up, both
             in_process(model, 1, vocab)
-            rates: dict[int, list[tuple[float, float]]] = {}
-            for r in range(args.rounds):
-                for n in c.alternate([1, 4, 16], r):
-                    rates.setdefault(n, []).append(
-                        (run(throughput(server.address, n, vocab)), in_process(model, n, vocab))
+            if "throughput" in args.parts:
+                sections += throughput_section(server.address, model, vocab, args.rounds, payload)
+            if "ttft" in args.parts:
+                ttft = payload["ttft"] = {n: run(ttft_under_load(server.address, n, vocab)) for n in (4, 16)}
+                sections.append(
+                    c.table(
+                        ["clients (3 requests each)", "median time to first token, ms"],
+                        [[n, v] for n, v in ttft.items()],
                     )
-            for n, pairs in rates.items():
-                served, local = (statistics.median(x) for x in zip(*pairs, strict=True))
-                rows.append([f"{n} stream(s)", served, local, f"{served / local:.2f}"])
-            scale = statistics.median(a for a, _ in rates[16]) / statistics.median(a for a, _ in rates[1])
-            ttft = {n: run(ttft_under_load(server.address, n, vocab)) for n in (4, 16)}
-            joins = {m: run(join_long(server.address, m, vocab, args.long)) for m in ("lm", "whole")}
-            one_chunk = chunk_ms(model, args.long, 256)
-            prefix = {m: run(prefix_ttft(server.address, m, vocab)) for m in ("prefix", "lm")}
-        payload.update(rates=rates, scale=scale, ttft=ttft, joins=joins, chunk_ms=one_chunk, prefix=prefix)
-        report = "\n\n".join(
-            [
-                f"## Text generation under load ({shape}, greedy, {NEW} tokens, {args.rounds} rounds)",
-                c.table(["streams", "modelplex tokens/s", "in-process tokens/s", "ratio"], rows),
-                f"16 streams / 1 stream tokens/s: {scale:.1f}x",
+                )
+            if "join" in args.parts:
+                joins = payload["joins"] = {
+                    m: run(join_long(server.address, m, vocab, args.long)) for m in ("lm", "whole")
+                }
+                one_chunk = payload["chunk_ms"] = chunk_ms(model, args.long, 256)
+                rows = [
+                    ["chunks of 256" if m == "lm" else "whole", v[0], v[1], v[0] - v[1], v[2]] for m, v in joins.items()
+                ]
+                head = [f"a {args.long}-token prompt joins 15 streams", "longest gap, ms", "median gap, ms"]
+                head += ["delay (longest - median), ms", "its TTFT, ms"]
+                sections.append(c.table(head, rows) + f"\n\none 256-token chunk in-process: {one_chunk:.0f} ms")
+            if "prefix" in args.parts:
+                prefix = payload["prefix"] = {m: run(prefix_ttft(server.address, m, vocab)) for m in ("prefix", "lm")}
+                sections.append(
+                    c.table(
+                        ["512-token shared beginning", "median time to first token, ms"],
+                        [["prefix cache on" if m == "prefix" else "off", v] for m, v in prefix.items()],
+                    )
+                )
+        if "join-cpu" in args.parts:
+            cpu = payload["join_cpu_ms"] = join_cpu_ms(folder, args.long, 256)
+            alone = statistics.median(cpu["alone"])
+            worst = max(cpu["prefill"])
+            sections.append(
                 c.table(
-                    ["clients (3 requests each)", "median time to first token, ms"], [[n, v] for n, v in ttft.items()]
-                ),
-                c.table(
+                    ["in-process, CPU ms per step (1 thread)", "value"],
                     [
-                        f"a {args.long}-token prompt joins 15 streams",
-                        "longest gap, ms",
-                        "median gap, ms",
-                        "delay (longest - median), ms",
-                        "its TTFT, ms",
-                    ],
-                    [
-                        ["chunks of 256" if m == "lm" else "whole", v[0], v[1], v[0] - v[1], v[2]]
-                        for m, v in joins.items()
+                        ["15 streams alone (median)", alone],
+                        ["while the prompt is prefilled: each step", " / ".join(f"{x:.0f}" for x in cpu["prefill"])],
+                        ["after it joined: each step", " / ".join(f"{x:.0f}" for x in cpu["after"])],
+                        ["one 256-token chunk (the last) alone", cpu["chunk"][0]],
+                        ["worst step's delay (worst - alone) ÷ one chunk", f"{(worst - alone) / cpu['chunk'][0]:.2f}"],
                     ],
                 )
-                + f"\n\none 256-token chunk in-process: {one_chunk:.0f} ms",
-                c.table(
-                    ["512-token shared beginning", "median time to first token, ms"],
-                    [["prefix cache on" if m == "prefix" else "off", v] for m, v in prefix.items()],
-                ),
-            ]
-        )
+            )
+        report = "\n\n".join(sections)
         c.finish("textgen_load", args, report, payload)
 
 

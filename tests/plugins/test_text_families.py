@@ -91,7 +91,31 @@ def test_long_prompts_prefilled_in_chunks_while_others_decode(family, folders):
     expected = expected_tokens(folders[family], g)
     assert run(g, join_every=2) == expected
     g.step([])  # the last released rows leave the batch at the next step
-    assert g.engine.rows == [] and g.engine.batch is None
+    assert g.engine.groups == []
+
+
+@pytest.mark.parametrize(("family", "max_groups"), [("gemma3", 4), ("llama", 4), ("llama", 2)])
+def test_sequences_of_very_different_lengths_decode_in_groups(family, max_groups, folders):
+    """With no padding allowed, each newcomer longer or shorter than the running rows decodes in a
+    pass of its own (up to ``max_groups`` passes, then it joins the group it pads least): the
+    tokens are the same."""
+    g = generator(folders[family])
+    g.engine.separate_pass_padding = 0
+    g.engine.max_groups = max_groups
+    expected = expected_tokens(folders[family], g)
+    groups = []
+    step = g.engine.step
+
+    def counting(sequences):
+        out = step(sequences)
+        groups.append(len(g.engine.groups))
+        return out
+
+    g.engine.step = counting
+    assert run(g, join_every=3) == expected
+    assert max(groups) == min(max_groups, len(PROMPTS))
+    g.step([])
+    assert g.engine.groups == []
 
 
 def run_one(g, prompt):

@@ -1,18 +1,24 @@
-"""Continuous batching of a causal LM over one shared, left-aligned KV cache.
+"""Continuous batching of a causal LM over shared, left-padded KV caches.
 
-One :class:`CausalEngine` per instance holds the running batch: the sequences that have
-their prompt in the cache and feed one token per step. A step:
+One :class:`CausalEngine` per instance holds the running sequences: those that have their
+prompt in the cache and feed one token per step. They run in one batch (one shared cache,
+one forward pass), or in a few *groups* when their lengths differ too much: a row shorter
+than its batch's longest is left-padded to it, and the padding costs attention and memory in
+every step, so a sequence whose joining would pad the others by more than
+``SEPARATE_PASS_PADDING`` row-columns (e.g. a 2,000-token prompt joining 15 short streams)
+starts a group of its own, decoded in its own forward pass, rather than widening the batch
+(a copy of every row, and every later step attending over the padding). A step:
 
-1. sequences that left (released) or sit this step out (a paused stream) leave the batch
+1. sequences that left (released) or sit this step out (a paused stream) leave their group
    (:meth:`~modelplex_text.kvcache.BatchCache.remove`: the last row moves into its place); a
    paused one keeps its own one-row copy and rejoins when it is stepped again;
-2. the batch decodes one token for every row, in one forward pass;
+2. each group decodes one token for every row, in one forward pass;
 3. new prompts are prefilled within a budget of ``chunk_tokens`` columns per step: short
    prompts together (left-padded, one pass), a long one in chunks over several steps, so
    that a long prompt delays the running sequences by at most one chunk per step (while
    nothing runs, a prompt is prefilled whole);
-4. prompts that finished prefilling join the batch (:meth:`~modelplex_text.kvcache.BatchCache.add`:
-   written into free rows).
+4. prompts that finished prefilling join the group they pad least, or a new one
+   (:meth:`~modelplex_text.kvcache.BatchCache.add`: written into free rows).
 
 A forward pass that raises is retried one sequence at a time (the cache is rewound to
 before the failed pass), so only the sequences that fail alone get the exception.
@@ -34,7 +40,19 @@ from modelplex_text.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CausalEngine", "CausalSequence"]
+__all__ = ["CausalEngine", "CausalSequence", "Group"]
+
+SEPARATE_PASS_PADDING = 4096
+"""A sequence joins a group if that pads it (rows x columns added to the group's rows, or to
+its own) by at most this much; else it starts a group of its own, decoded in a pass of its own.
+The padding is paid in every later step (attention over it, and the copy that widens the
+group when the newcomer is the longest), an extra pass in the weights read once more; on a
+CPU a distilgpt2-sized model's weights weigh about as much as a few thousand padded
+row-columns of its KV cache."""
+
+MAX_GROUPS = 4
+"""At most this many groups (forward passes per decode step); past it a newcomer joins the
+group it pads least."""
 
 Row = torch.Tensor | Exception | None
 """A sequence's result of one step: the logits of its next token, its failure, or None
@@ -61,8 +79,24 @@ class CausalSequence:
         return self.last is None
 
 
+@dataclass(eq=False)
+class Group:
+    """Running sequences that share one cache and one forward pass: row ``i`` is ``rows[i]``."""
+
+    rows: list[CausalSequence]
+    batch: BatchCache
+
+    def padding(self, cache: BatchCache) -> int:
+        """Row-columns of padding that adding ``cache``'s rows would add (to this group's rows
+        when they are longer, to theirs when shorter)."""
+        width, other = self.batch.width, cache.width
+        if other > width:
+            return (other - width) * len(self.rows)
+        return (width - other) * cache.batch
+
+
 class CausalEngine:
-    """The running batch of one instance, and the forward passes that advance it."""
+    """The running sequences of one instance, and the forward passes that advance them."""
 
     def __init__(
         self,
@@ -83,8 +117,9 @@ class CausalEngine:
         self.device = device
         self.chunk_tokens = chunk_tokens
         self.prefix_cache = prefix_cache
-        self.rows: list[CausalSequence] = []
-        self.batch: BatchCache | None = None
+        self.groups: list[Group] = []
+        self.separate_pass_padding = SEPARATE_PASS_PADDING
+        self.max_groups = MAX_GROUPS
         self.passes = 0
         """Forward passes run, for tests and statistics."""
 
@@ -97,8 +132,8 @@ class CausalEngine:
         back = [s for s in sequences if not s.prefilling and s.own is not None]
         if back:
             self._join(back)
-        if self.rows:
-            self._decode(results)
+        for group in list(self.groups):
+            self._decode(group, results)
         fresh = [s for s in sequences if s.prefilling]
         if fresh:
             self._join(self._prefill(fresh, results))
@@ -110,53 +145,62 @@ class CausalEngine:
         sequence.own = None
 
     def clear(self) -> None:
-        """Drop the batch (unload)."""
-        self.rows, self.batch = [], None
+        """Drop every group (unload)."""
+        self.groups = []
+
+    @property
+    def rows(self) -> list[CausalSequence]:
+        """The running sequences, over all groups."""
+        return [s for g in self.groups for s in g.rows]
 
     def _sit_out(self, wanted: set[int]) -> None:
-        """Rows not stepped now leave the batch: released ones for good, the others with their
+        """Rows not stepped now leave their group: released ones for good, the others with their
         own copy of their row. (A row leaves by the last moving into its place.)"""
-        if all(id(r) in wanted for r in self.rows):
-            return
-        assert self.batch is not None
-        for i in reversed(range(len(self.rows))):
-            r = self.rows[i]
-            if id(r) in wanted:
+        for group in self.groups:
+            if all(id(r) in wanted for r in group.rows):
                 continue
-            if not r.released:
-                r.own = self.batch.row(i)
-            self.batch.remove(i)
-            self.rows[i] = self.rows[-1]
-            self.rows.pop()
-        if not self.rows:
-            self.batch = None
+            rows = group.rows
+            for i in reversed(range(len(rows))):
+                r = rows[i]
+                if id(r) in wanted:
+                    continue
+                if not r.released:
+                    r.own = group.batch.row(i)
+                group.batch.remove(i)
+                rows[i] = rows[-1]
+                rows.pop()
+        self.groups = [g for g in self.groups if g.rows]
 
     def _join(self, sequences: Sequence[CausalSequence]) -> None:
-        joining = [s for s in sequences if s.own is not None and not s.released]
-        caches = [s.own for s in joining if s.own is not None]
+        """Each sequence's own cache joins the group it pads least, or starts a group."""
         for s in sequences:
-            s.own = None
-        if not joining:
-            return
-        self.batch = merge([self.batch, *caches] if self.batch is not None else caches)
-        self.rows.extend(joining)
+            cache, s.own = s.own, None
+            if cache is None or s.released:
+                continue
+            best = min(self.groups, key=lambda g: g.padding(cache), default=None)
+            if best is None or (
+                best.padding(cache) > self.separate_pass_padding and len(self.groups) < self.max_groups
+            ):
+                self.groups.append(Group([s], cache))
+                continue
+            best.batch = merge([best.batch, cache])
+            best.rows.append(s)
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def _decode(self, results: dict[int, Row]) -> None:
-        assert self.batch is not None
+    def _decode(self, group: Group, results: dict[int, Row]) -> None:
         try:
-            logits = self._decode_pass(self.batch, self.rows)
+            logits = self._decode_pass(group.batch, group.rows)
         except Exception as e:
-            if len(self.rows) > 1:
-                log.warning("a batched decode pass failed: retrying its %d sequences one by one", len(self.rows))
-                self._decode_one_by_one(results)
+            if len(group.rows) > 1:
+                log.warning("a batched decode pass failed: retrying its %d sequences one by one", len(group.rows))
+                self._decode_one_by_one(group, results)
                 return
             log.exception("a sequence failed its decode step")
-            results[id(self.rows[0])] = e
-            self.rows, self.batch = [], None
+            results[id(group.rows[0])] = e
+            self.groups.remove(group)
             return
-        for s, row in zip(self.rows, logits, strict=True):
+        for s, row in zip(group.rows, logits, strict=True):
             s.length += 1
             results[id(s)] = row
 
@@ -166,11 +210,10 @@ class CausalEngine:
         mask = cache.extend_mask(torch.ones(len(rows), 1, dtype=torch.long, device=self.device))
         return self._forward(cache, ids, mask, positions)
 
-    def _decode_one_by_one(self, results: dict[int, Row]) -> None:
-        assert self.batch is not None
+    def _decode_one_by_one(self, group: Group, results: dict[int, Row]) -> None:
         survivors: list[tuple[CausalSequence, BatchCache]] = []
-        for i, s in enumerate(self.rows):
-            alone = self.batch.row(i)
+        for i, s in enumerate(group.rows):
+            alone = group.batch.row(i)
             try:
                 (row,) = self._decode_pass(alone, [s])
             except Exception as e:
@@ -180,14 +223,17 @@ class CausalEngine:
             s.length += 1
             results[id(s)] = row
             survivors.append((s, alone))
-        self.rows = [s for s, _ in survivors]
-        self.batch = merge([c for _, c in survivors]) if survivors else None
+        if survivors:
+            group.rows = [s for s, _ in survivors]
+            group.batch = merge([c for _, c in survivors])
+        else:
+            self.groups.remove(group)
 
     # -- prefilling ----------------------------------------------------------------------------
 
     def _prefill(self, fresh: Sequence[CausalSequence], results: dict[int, Row]) -> list[CausalSequence]:
         """Prefill within this step's budget; the sequences whose prompt is now all in their cache."""
-        idle = not self.rows
+        idle = not self.groups
         budget = max((len(s.prompt) for s in fresh), default=0) * len(fresh) if idle else self.chunk_tokens
         started = [s for s in fresh if s.own is not None]  # chunked prefills under way (or prefix hits)
         new = [s for s in fresh if s.own is None]
