@@ -15,7 +15,7 @@ from modelplex.server.grpc_errors import abort, deadline_of, grpc_errors, grpc_s
 from modelplex.server.instance import Instance
 from modelplex.server.runtimes.base import TaskRuntime, inference_error
 from modelplex.server.runtimes.batched import BatchingRuntime, BatchingSettings
-from modelplex.server.runtimes.steps import Lane, StepScheduler, StepSession
+from modelplex.server.runtimes.steps import Lane, StepScheduler, StepSession, run_step, step_error
 from modelplex.server.runtimes.stream import OutputStream
 from modelplex.taskdef import ConformanceProbes, RuntimeLookup, TaskDefinition
 
@@ -43,5 +43,7 @@ __all__ = [
     "grpc_errors",
     "grpc_stream_errors",
     "inference_error",
+    "run_step",
     "status_of",
+    "step_error",
 ]

@@ -165,3 +165,32 @@ def test_an_expired_session_fails_deadline_exceeded_and_stop_cancels_the_rest():
 
     rest = asyncio.run(main())
     assert rest[-1] == "cancelled" and "long" in fake.released
+
+
+def test_run_step_ends_and_releases_the_whole_batch_when_a_step_fails_or_miscounts():
+    from modelplex.errors import InvalidInputError
+    from modelplex.server.runtimes.base import InferenceError
+    from modelplex.server.runtimes.steps import run_step
+
+    refused = InvalidInputError("no")
+
+    def refuse() -> list[int]:
+        raise refused
+
+    for call, expected in [
+        (lambda: [1], "step returned 1 results for 2 things"),
+        (lambda: [1 / 0], "ZeroDivisionError"),
+        (refuse, None),
+    ]:
+        batch, events, released = [Session("a", 1), Session("b", 1)], [], []
+        out = run_step(
+            "m", None, batch, call, release=lambda model, b, r=released: r.extend(b), events=events, what="things"
+        )
+        assert out is None and released == batch and all(s.done for s in batch)
+        assert [s for s, _ in events] == batch and events[0][1] is events[1][1]
+        error = events[0][1]
+        if expected is None:
+            assert error is refused  # a modelplex error keeps its own status
+        else:
+            assert isinstance(error, InferenceError) and expected in str(error)
+    assert run_step("m", None, batch, lambda: [1, 2], release=lambda m, b: None, events=[], what="x") == [1, 2]

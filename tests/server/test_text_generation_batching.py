@@ -442,4 +442,4 @@ def test_a_too_long_prompt_fails_at_once_while_the_only_slot_is_busy(server):
     assert sum(len(c.token_ids) for c in chunks) == 126  # the 128-token window, less the prompt
     assert [p for p, _ in calls] == ["hello world", long_prompt, long_prompt]  # each tokenized once
     instance_thread = f"modelplex-single-{generator.ctx.device}-0"
-    assert all("single-tokenize" in name and not name.startswith(instance_thread) for _, name in calls), calls
+    assert all("single-prepare" in name and not name.startswith(instance_thread) for _, name in calls), calls

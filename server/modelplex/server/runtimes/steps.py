@@ -21,17 +21,18 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from modelplex.errors import DeadlineExceededError, ModelNotReadyError
+from modelplex.errors import DeadlineExceededError, ModelNotReadyError, ModelplexError
 from modelplex.server.instance import Instance
 from modelplex.server.runtimes.base import inference_error
 from modelplex.server.runtimes.stream import DEFAULT_MAX_PENDING, OutputStream
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Lane", "StepScheduler", "StepSession"]
+__all__ = ["Lane", "StepScheduler", "StepSession", "run_step", "step_error"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="StepSession[Any]")
@@ -86,8 +87,46 @@ CancelledFn = Callable[[S], Any]
 """The final message of a session that the scheduler ends (stop): e.g. finish reason CANCELLED."""
 
 
+def step_error(name: str, e: BaseException) -> BaseException:
+    """A model step's failure as its sessions get it: a modelplex error as it is (its own
+    status), anything else as INTERNAL naming the model."""
+    return e if isinstance(e, ModelplexError) else inference_error(name, e)
+
+
+def run_step(
+    name: str,
+    model: Any,
+    batch: Sequence[S],
+    call: Callable[[], Sequence[T]],
+    *,
+    release: ReleaseFn[S],
+    events: list[tuple[S, Any]],
+    what: str,
+) -> Sequence[T] | None:
+    """On the instance's thread: run ``call`` (one step of the model over ``batch``) and check
+    that it gave one result per session. If it raised or miscounted, every session of the
+    batch ends with the error (appended to ``events`` as its final message), is released, and
+    the result is None; the others of the lane go on."""
+    try:
+        outputs = call()
+        if len(outputs) != len(batch):
+            raise RuntimeError(f"step returned {len(outputs)} results for {len(batch)} {what}")
+    except Exception as e:
+        err = step_error(name, e)
+        for s in batch:
+            s.done = True
+            events.append((s, err))
+        release(model, batch)
+        return None
+    return outputs
+
+
 class StepScheduler(Generic[S]):
-    """Lanes of step sessions over a model's instances, and their driver loops."""
+    """Lanes of step sessions over a model's instances, and their driver loops.
+
+    With ``prepare_threads``, it also owns a small executor for the work a session needs
+    before it waits for a slot (tokenizing a prompt, preparing a text): :meth:`off_loop` runs
+    a function there, neither on the event loop nor on an instance's thread."""
 
     def __init__(
         self,
@@ -98,8 +137,11 @@ class StepScheduler(Generic[S]):
         step: StepFn[S],
         release: ReleaseFn[S],
         cancelled: CancelledFn[S],
+        prepare_threads: int = 0,
     ) -> None:
         self.name = name
+        self.prepare_threads = prepare_threads
+        self._pool: ThreadPoolExecutor | None = None
         self.instances = list(instances)
         self.max_batch_size = max(1, max_batch_size)
         self._step = step
@@ -129,13 +171,19 @@ class StepScheduler(Generic[S]):
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.prepare_threads:
+            self._pool = ThreadPoolExecutor(self.prepare_threads, thread_name_prefix=f"modelplex-{self.name}-prepare")
         for inst in self.instances:
             lane: Lane[S] = Lane(inst)
             self.lanes.append(lane)
             self._drivers.append(asyncio.create_task(self._drive(lane), name=f"{self.name}-steps-{inst.index}"))
 
     async def stop(self) -> None:
-        """Let each lane's step in flight finish, then end every session (see the module doc)."""
+        """Stop preparing; let each lane's step in flight finish, then end every session (see
+        the module doc)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         self.stopping = True
         lanes, self.lanes = self.lanes, []  # a late submit() raises ModelNotReadyError
         for lane in lanes:
@@ -155,6 +203,13 @@ class StepScheduler(Generic[S]):
             await self._release_on(lane, sessions)
 
     # -- sessions (event loop) ------------------------------------------------------------
+
+    def off_loop(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` on the preparing executor; ModelNotReadyError once stopping."""
+        pool = self._pool
+        if pool is None or self.stopping:
+            raise ModelNotReadyError(f"model {self.name!r} is not serving")
+        return asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     def assign(self, session: S) -> Lane[S]:
         """Put a new session on the least loaded lane, as *preparing*; ModelNotReadyError

@@ -26,7 +26,6 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from modelplex.errors import InvalidInputError, ModelNotReadyError, ModelplexError, QueueFullError
 from modelplex.server.instance import Instance
@@ -89,8 +88,8 @@ class SpeechSynthesisRuntime(TaskRuntime[SpeechSynthesisSettings]):
             step=synthesizer.step,
             release=synthesizer.release,
             cancelled=SynthesisStream.unloaded,
+            prepare_threads=PREPARE_THREADS,
         )
-        self._pool: ThreadPoolExecutor | None = None
 
     def info(self) -> pb.SpeechSynthesisInfo:
         return pb.SpeechSynthesisInfo(
@@ -115,14 +114,10 @@ class SpeechSynthesisRuntime(TaskRuntime[SpeechSynthesisSettings]):
         return self.scheduler.running + self.scheduler.waiting + self.scheduler.preparing
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix=f"modelplex-{self.name}-prepare")
         self.scheduler.start()
 
     async def stop(self) -> None:
-        """End every call (see the module doc) and stop preparing."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        """Stop preparing and end every call (see the module doc)."""
         await self.scheduler.stop()
 
     # -- requests (event loop) ----------------------------------------------------------------
@@ -163,8 +158,7 @@ class SpeechSynthesisRuntime(TaskRuntime[SpeechSynthesisSettings]):
         Raises InvalidInputError for a bad parameter and QueueFullError when the queue is full;
         a text with nothing to voice fails the first iteration with InvalidInputError."""
         rate = self.validate(request)
-        pool = self._pool
-        if pool is None or self.scheduler.stopping:
+        if self.scheduler.stopping:
             raise ModelNotReadyError(f"model {self.name!r} is not serving")
         if self.scheduler.waiting + self.scheduler.preparing >= self.settings.max_queue_size:
             raise QueueFullError(f"model {self.name!r} has {self.settings.max_queue_size} calls waiting; retry later")
@@ -172,9 +166,7 @@ class SpeechSynthesisRuntime(TaskRuntime[SpeechSynthesisSettings]):
         lane = self.scheduler.assign(stream)
         model = lane.instance.model
         assert isinstance(model, SpeechSynthesizer)
-        future = asyncio.get_running_loop().run_in_executor(
-            pool, prepare_text, model, self.name, request.text, self.settings.max_sentence_chars
-        )
+        future = self.scheduler.off_loop(prepare_text, model, self.name, request.text, self.settings.max_sentence_chars)
         future.add_done_callback(functools.partial(self._prepared, stream))
         return stream
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelplex.audio import StreamResampler
-from modelplex.errors import ModelNotReadyError, ModelplexError
-from modelplex.server.runtimes.base import inference_error
-from modelplex.server.runtimes.steps import StepSession
+from modelplex.errors import ModelNotReadyError
+from modelplex.server.runtimes.steps import StepSession, run_step, step_error
 from modelplex.tasks.speech_synthesis.audio import PieceJoiner, encode
 from modelplex.tasks.speech_synthesis.interface import AudioPiece, PreparedText, SpeechSynthesizer, SynthesisOptions
 from modelplex.tasks.speech_synthesis.text import Segment
@@ -231,16 +230,16 @@ class Synthesizer:
             batch.append(s)
         if not batch:
             return events
-        try:
-            outputs = model.step([s.utterance for s in batch])
-            if len(outputs) != len(batch):
-                raise RuntimeError(f"step returned {len(outputs)} results for {len(batch)} utterances")
-        except Exception as e:
-            err = self._error(e)
-            for s in batch:
-                s.done = True
-                events.append((s, err))
-            self.release(model, batch)
+        outputs = run_step(
+            self.name,
+            model,
+            batch,
+            lambda: model.step([s.utterance for s in batch]),
+            release=self.release,
+            events=events,
+            what="utterances",
+        )
+        if outputs is None:
             return events
         for s, out in zip(batch, outputs, strict=True):
             try:
@@ -284,7 +283,7 @@ class Synthesizer:
         return tuple(messages)
 
     def _error(self, e: BaseException) -> BaseException:
-        return e if isinstance(e, ModelplexError) else inference_error(self.name, e)
+        return step_error(self.name, e)
 
     def release(self, model: SpeechSynthesizer, streams: Sequence[SynthesisStream]) -> None:
         """Free the calls' utterances; never raises."""

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelplex.errors import ModelplexError
 from modelplex.server.runtimes.base import RuntimeStats, inference_error
-from modelplex.server.runtimes.steps import StepSession
+from modelplex.server.runtimes.steps import StepSession, run_step, step_error
 from modelplex.tasks.text_generation.interface import ChatMessage, NextToken, SamplingParams, TextGenerator
 from modelplex.tasks.text_generation.output import IncrementalDetokenizer, StopMatcher
 
@@ -158,16 +157,16 @@ class Decoder:
         if not batch:
             return events
         self.stats.batch_sizes.observe(len(batch))
-        try:
-            tokens = model.step([s.sequence for s in batch])
-            if len(tokens) != len(batch):
-                raise RuntimeError(f"step returned {len(tokens)} tokens for {len(batch)} sequences")
-        except Exception as e:
-            err = self._error(e)
-            for s in batch:
-                s.done = True
-                events.append((s, err))
-            self.release(model, batch)
+        tokens = run_step(
+            self.name,
+            model,
+            batch,
+            lambda: model.step([s.sequence for s in batch]),
+            release=self.release,
+            events=events,
+            what="sequences",
+        )
+        if tokens is None:
             return events
         now = time.perf_counter()
         for s, token in zip(batch, tokens, strict=True):
@@ -189,7 +188,7 @@ class Decoder:
         return events
 
     def _error(self, e: BaseException) -> BaseException:
-        return e if isinstance(e, ModelplexError) else inference_error(self.name, e)
+        return step_error(self.name, e)
 
     def _admit(self, model: TextGenerator, s: GenerationStream) -> None:
         """Start the sequence from the tokens computed (and checked) at submission."""

@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from modelplex.errors import InvalidInputError, ModelNotReadyError, ModelplexError, QueueFullError
@@ -88,8 +87,8 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
             step=decoder.step,
             release=decoder.release,
             cancelled=GenerationStream.cancelled_chunk,
+            prepare_threads=TOKENIZE_THREADS,
         )
-        self._tokenizer_pool: ThreadPoolExecutor | None = None
 
     def info(self) -> pb.TextGenerationInfo:
         model = self.first_model()
@@ -125,16 +124,10 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         return self.running + self.waiting + self.tokenizing
 
     def start(self) -> None:
-        self._tokenizer_pool = ThreadPoolExecutor(
-            TOKENIZE_THREADS, thread_name_prefix=f"modelplex-{self.name}-tokenize"
-        )
         self.scheduler.start()
 
     async def stop(self) -> None:
-        """End every stream (see the module doc) and stop tokenizing."""
-        pool, self._tokenizer_pool = self._tokenizer_pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        """Stop tokenizing and end every stream (see the module doc)."""
         await self.scheduler.stop()
 
     # -- requests (event loop) ----------------------------------------------------------------
@@ -154,8 +147,7 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         window, or one ``tokenize`` refuses) fails the first iteration with InvalidInputError as
         soon as it is tokenized, however busy the batch is. The ``n`` choices share it."""
         self.validate(request)
-        pool = self._tokenizer_pool
-        if pool is None or self.scheduler.stopping:
+        if self.scheduler.stopping:
             raise ModelNotReadyError(f"model {self.name!r} is not serving")
         if self.waiting + self.tokenizing + request.n > self.settings.max_queue_size:
             raise QueueFullError(
@@ -165,7 +157,7 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         lanes = [self.scheduler.assign(s) for s in streams]
         model = lanes[0].instance.model
         assert isinstance(model, TextGenerator)
-        future = asyncio.get_running_loop().run_in_executor(pool, self._prompt_ids, model, request)
+        future = self.scheduler.off_loop(self._prompt_ids, model, request)
         future.add_done_callback(functools.partial(self._tokenized, streams))
         return streams[0] if request.n == 1 else ChoiceStreams(streams)
 
@@ -272,11 +264,8 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
         return await self._off_loop(lambda: model.detokenize(ids, skip_special_tokens=False))
 
     async def _off_loop(self, fn: Callable[[], T]) -> T:
-        pool = self._tokenizer_pool
-        if pool is None or self.scheduler.stopping:
-            raise ModelNotReadyError(f"model {self.name!r} is not serving")
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+            return await self.scheduler.off_loop(fn)
         except ModelplexError:
             raise
         except Exception as e:
