@@ -21,8 +21,6 @@ from modelplex_client.pb import image_generation_pb2 as pb
 from modelplex_client.pb import image_generation_pb2_grpc as pb_grpc
 
 CALLS: list[tuple[int, tuple[float, ...]]] = []
-ENTERED: list[int] = []
-"""The size of every call as it enters generate(), before it waits for GATE."""
 GATE = threading.Event()
 ONE_AT_A_TIME = threading.Event()
 """Set: every call closes GATE again once through, so that the test lets calls through one by one."""
@@ -45,7 +43,6 @@ class Recorder(ImageGenerator):
         pass
 
     def generate(self, inputs: Sequence[ImageInput]) -> torch.Tensor:
-        ENTERED.append(len(inputs))
         GATE.wait(30)
         if ONE_AT_A_TIME.is_set():
             GATE.clear()
@@ -78,7 +75,6 @@ def server():
 @pytest.fixture
 def stub(server):
     CALLS.clear()
-    ENTERED.clear()
     ONE_AT_A_TIME.clear()
     GATE.set()
     with grpc.insecure_channel(server.address) as channel:
@@ -109,8 +105,10 @@ def test_concurrent_truncations_never_share_a_forward_pass(stub, server):
     for t in threads:
         t.start()
     runtime = server.server.registry.describe("recorder").runtime
-    # Every request (2 images each) is queued, or in the batch that waits for the gate.
-    _wait(lambda: runtime.queued + sum(ENTERED) // 2 == 4)
+    slots_before = runtime.stats.batch_sizes.total
+    # Every request (2 images each) is queued, or in the batch the instance took (which waits
+    # for the gate in its first forward pass, whatever truncations it holds).
+    _wait(lambda: runtime.queued + (runtime.stats.batch_sizes.total - slots_before) // 2 == 4)
     GATE.set()
     for t in threads:
         t.join()
