@@ -139,6 +139,13 @@ class CausalEngine:
             self._join(self._prefill(fresh, results))
         return results
 
+    def prefill(self, sequences: Sequence[CausalSequence]) -> dict[int, Row]:
+        """Run the prompts of new sequences within this step's budget, leaving the running
+        ones where they are; those whose prompt is all in then join a group."""
+        results: dict[int, Row] = {}
+        self._join(self._prefill([s for s in sequences if s.prefilling], results))
+        return results
+
     def release(self, sequence: CausalSequence) -> None:
         """Free a sequence's cache: its own now, its batch row at the next step."""
         sequence.released = True

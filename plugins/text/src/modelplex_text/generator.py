@@ -261,7 +261,15 @@ class HFTextGenerator(TextGenerator):
     @torch.inference_mode()
     def step(self, sequences: Sequence[Any]) -> list[NextToken | Exception | None]:
         assert self.engine is not None
-        rows = self.engine.step(sequences)  # type: ignore[arg-type]
+        return self._pick(sequences, self.engine.step(sequences))  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def prefill(self, sequences: Sequence[Any]) -> list[NextToken | Exception | None]:
+        assert self.engine is not None
+        return self._pick(sequences, self.engine.prefill(sequences))  # type: ignore[arg-type]
+
+    def _pick(self, sequences: Sequence[Any], rows: dict[int, Any]) -> list[NextToken | Exception | None]:
+        """Each sequence's next token from its row of logits (or its failure, or None)."""
         logits = {key: row for key, row in rows.items() if isinstance(row, torch.Tensor)}
         # Plain greedy rows take one argmax and one device-to-host copy together.
         plain = [s for s in sequences if id(s) in logits and s.sampler.is_plain_greedy]

@@ -80,6 +80,10 @@ class Seq2SeqEngine:
                 self._guarded(self._decode, group, results)
         return results
 
+    def prefill(self, sequences: Sequence[Seq2SeqSequence]) -> dict[int, Row]:
+        """New sequences' encoder passes and first tokens (sequences share nothing here)."""
+        return self.step([s for s in sequences if s.prefilling])
+
     def release(self, sequence: Seq2SeqSequence) -> None:
         sequence.released = True
         sequence.self_kv, sequence.cross_kv, sequence.encoder_states = [], [], None

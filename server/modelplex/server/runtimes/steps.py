@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +122,12 @@ def run_step(
     return outputs
 
 
+def _deliver(events: Sequence[tuple[StepSession[Any], Any, bool]]) -> None:
+    """On the loop: events a step emitted before it ended, each with whether it was final."""
+    for s, item, final in events:
+        s.put(item, final=final)
+
+
 class StepScheduler(Generic[S]):
     """Lanes of step sessions over a model's instances, and their driver loops.
 
@@ -138,9 +145,13 @@ class StepScheduler(Generic[S]):
         release: ReleaseFn[S],
         cancelled: CancelledFn[S],
         prepare_threads: int = 0,
+        early_events: bool = False,
     ) -> None:
         self.name = name
         self.prepare_threads = prepare_threads
+        self.early_events = early_events
+        """Pass ``step`` an ``emit`` keyword: a function it may call, on the instance's thread,
+        with events to send before the step ends (the first tokens of new sessions)."""
         self._pool: ThreadPoolExecutor | None = None
         self.instances = list(instances)
         self.max_batch_size = max(1, max_batch_size)
@@ -285,8 +296,17 @@ class StepScheduler(Generic[S]):
         running = [s for s in lane.running if not s.paused]
         if not running and not joining and not leaving:
             return False
+        step: Callable[..., list[tuple[S, Any]]] = self._step
+        if self.early_events:
+            loop = asyncio.get_running_loop()
+
+            def emit(early: Sequence[tuple[S, Any]]) -> None:  # on the instance's thread
+                loop.call_soon_threadsafe(_deliver, [(s, item, s.done) for s, item in early])
+
+            step = functools.partial(self._step, emit=emit)  # type: ignore[call-arg]
         try:
-            events = await lane.instance.run(self._step, model, joining, running, leaving)
+            # Events emitted during the step reach the loop before the step's own (FIFO).
+            events = await lane.instance.run(step, model, joining, running, leaving)
         except Exception as e:  # the step machinery itself failed: fail its sessions, free them
             err = inference_error(self.name, e)
             events = [(s, err) for s in (*running, *joining)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,11 +141,16 @@ class Decoder:
         joining: Sequence[GenerationStream],
         running: Sequence[GenerationStream],
         leaving: Sequence[GenerationStream],
+        emit: Callable[[list[Event]], None] | None = None,
     ) -> list[Event]:
-        """On the instance's thread: free the leavers, admit the joiners, decode one step."""
+        """On the instance's thread: free the leavers, admit the joiners, decode one step.
+
+        With ``emit`` and running sequences, the joiners' prompts run first (the model's
+        ``prefill``) and their first tokens are emitted at once; the step of the running
+        ones then takes the joiners that got one, for their second."""
         events: list[Event] = []
         self.release(model, leaving)
-        batch = list(running)
+        admitted = []
         for s in joining:
             try:
                 self._admit(model, s)
@@ -153,7 +158,26 @@ class Decoder:
                 s.done = True
                 events.append((s, self._error(e)))
                 continue
-            batch.append(s)
+            admitted.append(s)
+        if emit is not None and running and admitted and type(model).prefill is not TextGenerator.prefill:
+            first: list[Event] = []
+            prefilled = run_step(
+                self.name,
+                model,
+                admitted,
+                lambda: model.prefill([s.sequence for s in admitted]) or (),
+                release=self.release,
+                events=first,
+                what="sequences",
+            )
+            if prefilled is None:  # the prefill failed: the joiners ended with its error
+                admitted = []
+            else:
+                self._take(model, admitted, prefilled, first)
+                # Still prefilling (a long prompt in chunks): its next chunk is the next step's.
+                admitted = [s for s, t in zip(admitted, prefilled, strict=True) if t is not None and not s.done]
+            emit(first)
+        batch = [*running, *admitted]
         if not batch:
             return events
         self.stats.batch_sizes.observe(len(batch))
@@ -168,6 +192,17 @@ class Decoder:
         )
         if tokens is None:
             return events
+        self._take(model, batch, tokens, events)
+        return events
+
+    def _take(
+        self,
+        model: TextGenerator,
+        batch: Sequence[GenerationStream],
+        tokens: Sequence[NextToken | Exception | None],
+        events: list[Event],
+    ) -> None:
+        """Each sequence's token as its stream's next chunk (or failure) in ``events``."""
         now = time.perf_counter()
         for s, token in zip(batch, tokens, strict=True):
             item: GenerationChunk | BaseException
@@ -185,7 +220,6 @@ class Decoder:
             events.append((s, item))
             if s.done:
                 self.release(model, [s])
-        return events
 
     def _error(self, e: BaseException) -> BaseException:
         return step_error(self.name, e)

@@ -192,6 +192,16 @@ class TextGenerator(TaskModel):
         ModelplexError) and is released; the others carry on. Raising fails every sequence
         of the call."""
 
+    def prefill(self, sequences: Sequence[Any]) -> Sequence[NextToken | Exception | None] | None:
+        """Optional: run only the prompts of these new sequences (none stepped yet) and sample
+        each one's first token, as their first :meth:`step` would, without advancing any
+        other sequence; the same results in the same places as :meth:`step`. The server
+        calls it, when new sequences join running ones, before the step of the running ones
+        (which then includes the new ones that got their token), so that the new ones' first
+        tokens are sent without waiting for the running ones' decode pass. Return None (the
+        default) to leave the new sequences to :meth:`step`."""
+        return None
+
     @abstractmethod
     def release(self, sequence: Any) -> None:
         """Free what a sequence holds (its KV cache). Called once, when it finishes,

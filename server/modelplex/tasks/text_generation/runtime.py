@@ -88,6 +88,7 @@ class TextGenerationRuntime(TaskRuntime[TextGenerationSettings]):
             release=decoder.release,
             cancelled=GenerationStream.cancelled_chunk,
             prepare_threads=TOKENIZE_THREADS,
+            early_events=True,
         )
 
     def info(self) -> pb.TextGenerationInfo:
