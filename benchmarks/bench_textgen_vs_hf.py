@@ -82,10 +82,19 @@ def prompt(i: int, vocab: int) -> str:
     return " ".join(f"w{(i * 7919 + j * 104729) % (vocab - 2) + 1}" for j in range(PROMPT_TOKENS))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before in this run (the two servers each get one
+    before either binds it: the OS may offer a closed port again)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 300) -> None:

@@ -162,3 +162,12 @@ def test_the_door_is_started_by_the_server_from_its_config():
     with pytest.raises(ConfigError, match="no task brings telnet; known: openai"):
         with running_server({"server": {"front_doors": {"telnet": 0}}}):
             pass
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{busy} \\(is the port in use"):
+            with running_server({"server": {"front_doors": {"openai": busy}}}):
+                pass

@@ -76,9 +76,12 @@ class OpenAIServer:
         server.lifespan = config.lifespan_class(config)
         # startup/main_loop/shutdown rather than serve(): serve() would take over the process's
         # signal handlers, which are the modelplex server's.
-        await server.startup()
+        try:
+            await server.startup()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind (it logged why)
+            server.started = False
         if not server.started:
-            raise OSError(f"the OpenAI-compatible door cannot listen on {host}:{port}")
+            raise OSError(f"the OpenAI-compatible door cannot listen on {host}:{port} (is the port in use?)")
         self._server = server
         self.port = server.servers[0].sockets[0].getsockname()[1]
         self._loop_task = asyncio.create_task(server.main_loop(), name="modelplex-openai-door")
