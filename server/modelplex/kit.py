@@ -2,10 +2,13 @@
 
 - :func:`torch_classifier` / :class:`TorchClassifier`: an image classifier over a
   ``torch.nn.Module`` (device, eval mode, checkpoint, preprocessing, batching, top-k, unload).
+- :class:`TorchModule`: ``unload`` and ``memory_bytes`` for any task model whose weights are one
+  ``torch.nn.Module`` in ``self.module`` (``class M(TorchModule, ImageGenerator)``).
 
 Importing this module imports no torch: the kits import it when a model loads.
 """
 
+from modelplex.tasks.base import TorchModule
 from modelplex.tasks.classification.kit import TorchClassifier, torch_classifier
 
-__all__ = ["TorchClassifier", "torch_classifier"]
+__all__ = ["TorchClassifier", "TorchModule", "torch_classifier"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
-__all__ = ["TaskModel"]
+__all__ = ["TaskModel", "TorchModule"]
 
 
 class TaskModel(ABC):
@@ -25,3 +26,27 @@ class TaskModel(ABC):
     def memory_bytes(self) -> int:
         """Bytes of parameters and buffers this instance holds on its device."""
         return 0
+
+
+class TorchModule:
+    """``unload`` and ``memory_bytes`` for a task model whose weights are one ``torch.nn.Module``
+    in ``self.module``, on the device of ``self.ctx`` (its :class:`~modelplex.specs.LoadContext`).
+    Put it before the task's interface in the bases: ``class M(TorchModule, ImageGenerator)``."""
+
+    module: Any = None
+    ctx: Any
+
+    def unload(self) -> None:
+        """Drop the module, and empty the CUDA cache on a CUDA device."""
+        self.module = None
+        if str(self.ctx.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the module's parameters and buffers (0 before load and after unload)."""
+        if self.module is None:
+            return 0
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)

@@ -11,6 +11,7 @@ from typing import Any
 
 from modelplex.errors import ModelLoadError, WeightsNotFoundError
 from modelplex.specs import LoadContext, WeightsSource
+from modelplex.tasks.base import TorchModule
 from modelplex.tasks.image_generation import ImageGenerator
 from modelplex_imagegen.settings import GeneratorSettings
 
@@ -37,7 +38,7 @@ def imagenet_classes() -> tuple[str, ...]:
     return tuple(line for line in text.splitlines() if line)
 
 
-class TorchImageGenerator(ImageGenerator):
+class TorchImageGenerator(TorchModule, ImageGenerator):
     """A generator over a ``torch.nn.Module``; subclasses build the module and run it."""
 
     def __init__(self, ctx: LoadContext[Any]) -> None:
@@ -100,19 +101,6 @@ class TorchImageGenerator(ImageGenerator):
             self.generate(
                 [ImageInput(self.sample_latent(g, self.default_truncation), label, self.default_truncation, g)]
             )
-
-    def unload(self) -> None:
-        import torch
-
-        self.module = None
-        if self.ctx.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-
-    def memory_bytes(self) -> int:
-        if self.module is None:
-            return 0
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
     def to_device(self, x: Any) -> Any:
         """A CPU float32 tensor on the module's device and dtype."""

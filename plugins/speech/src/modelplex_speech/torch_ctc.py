@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelplex import LoadContext
+from modelplex.tasks.base import TorchModule
 from modelplex.tasks.speech_recognition import CTCRecognizer
 
 __all__ = ["TorchCTC"]
 
 
-class TorchCTC(CTCRecognizer):
+class TorchCTC(TorchModule, CTCRecognizer):
     """The shared part of every CTC model of this plugin."""
 
     def __init__(self, ctx: LoadContext[Any]) -> None:
@@ -39,19 +40,6 @@ class TorchCTC(CTCRecognizer):
 
         module = self.build()
         self.module = module.to(torch.device(self.ctx.device)).eval()
-
-    def unload(self) -> None:
-        import torch
-
-        self.module = None
-        if self.ctx.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-
-    def memory_bytes(self) -> int:
-        if self.module is None:
-            return 0
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
     def emissions(self, audio: Sequence[Any]) -> list[Any]:
         import torch

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from modelplex.errors import InvalidInputError, ModelLoadError, WeightsNotFoundError
 from modelplex.specs import LoadContext, ModelSpec, NoSettings, Variant, WeightsSource
+from modelplex.tasks.base import TorchModule
 from modelplex.tasks.classification.interface import (
     ClassificationMeta,
     ClassScore,
@@ -47,7 +48,7 @@ ModuleBuilder = Callable[[LoadContext[Any]], Any]
 """Builds the ``torch.nn.Module`` (with random or pretrained weights) for a context."""
 
 
-class TorchClassifier(ImageClassifier):
+class TorchClassifier(TorchModule, ImageClassifier):
     """An :class:`ImageClassifier` over a ``torch.nn.Module`` that maps a (N, C, H, W)
     float batch to (N, classes) logits."""
 
@@ -75,19 +76,6 @@ class TorchClassifier(ImageClassifier):
                 '(weights = "/path/model.safetensors") or weights = "random"'
             )
         self.module = module.to(torch.device(self.ctx.device)).eval()
-
-    def unload(self) -> None:
-        import torch
-
-        self.module = None
-        if self.ctx.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-
-    def memory_bytes(self) -> int:
-        if self.module is None:
-            return 0
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
     def preprocess(self, image: EncodedImage | RawTensor) -> Any:
         import torch
