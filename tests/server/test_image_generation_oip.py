@@ -16,6 +16,7 @@ from modelplex_client.pb import grpc_predict_v2_pb2 as pb
 from modelplex_client.pb import grpc_predict_v2_pb2_grpc as pb_grpc
 from modelplex_client.pb import image_generation_pb2 as ig
 from modelplex_client.pb import image_generation_pb2_grpc as ig_grpc
+from oip_tensors import outputs
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -80,19 +81,6 @@ def infer_request(model: str, raw: bool = False, **inputs) -> pb.ModelInferReque
         else:
             getattr(t.contents, field).extend(array.reshape(-1).tolist())
     return request
-
-
-def outputs(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
-    out = {}
-    for i, t in enumerate(response.outputs):
-        dtype = {"FP32": "<f4", "INT64": "<i8"}[t.datatype]
-        if response.raw_output_contents:
-            data = np.frombuffer(response.raw_output_contents[i], dtype=dtype)
-        else:
-            field = {"FP32": "fp32_contents", "INT64": "int64_contents"}[t.datatype]
-            data = np.array(list(getattr(t.contents, field)), dtype=dtype)
-        out[t.name] = data.reshape(tuple(t.shape))
-    return out
 
 
 def typed_images(channel, model: str, **fields) -> list:

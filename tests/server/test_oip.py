@@ -19,6 +19,7 @@ from modelplex.tasks.classification.task import TASK as CLASSIFICATION
 from modelplex.testing import running_server
 from modelplex_client.pb import grpc_predict_v2_pb2 as pb
 from modelplex_client.pb import grpc_predict_v2_pb2_grpc as pb_grpc
+from oip_tensors import outputs
 from probe_plugin import PLUGINS, PROBES, ClassificationMeta, ProbeClassifier, ProbeSettings, probe_model
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -41,26 +42,6 @@ def images_request(*images: bytes, raw: bool = True, **parameters: object) -> pb
     for name, value in parameters.items():
         setattr(request.parameters[name], {int: "int64_param", str: "string_param"}[type(value)], value)
     return request
-
-
-def outputs(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
-    """The response's tensors, whichever form they came in."""
-    out = {}
-    for i, t in enumerate(response.outputs):
-        if response.raw_output_contents and t.datatype == "BYTES":
-            data, items, offset = response.raw_output_contents[i], [], 0
-            while offset < len(data):
-                (n,) = struct.unpack_from("<I", data, offset)
-                items.append(data[offset + 4 : offset + 4 + n])
-                offset += 4 + n
-            out[t.name] = np.array(items, dtype=object).reshape(t.shape)
-        elif response.raw_output_contents:
-            dtype = {"FP32": "<f4", "INT64": "<i8"}[t.datatype]
-            out[t.name] = np.frombuffer(response.raw_output_contents[i], dtype=dtype).reshape(t.shape)
-        else:
-            field = {"FP32": "fp32_contents", "INT64": "int64_contents", "BYTES": "bytes_contents"}[t.datatype]
-            out[t.name] = np.array(list(getattr(t.contents, field)), dtype=object).reshape(t.shape)
-    return out
 
 
 def test_raw_in_raw_out_and_typed_contents_in_typed_contents_out(stub):

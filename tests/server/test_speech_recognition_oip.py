@@ -5,8 +5,6 @@ INVALID_ARGUMENT naming the problem, and the server serves on."""
 
 from __future__ import annotations
 
-import struct
-
 import grpc
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from modelplex_client.pb import grpc_predict_v2_pb2 as oip_pb
 from modelplex_client.pb import grpc_predict_v2_pb2_grpc as oip_grpc
 from modelplex_client.pb import speech_recognition_pb2 as pb
 from modelplex_client.pb import speech_recognition_pb2_grpc as pb_grpc
+from oip_tensors import outputs
 from speech_audio import RATE, clip, from_linear16, linear16, wav
 from speech_models import w2v_model
 
@@ -71,25 +70,6 @@ def request(samples=None, rate=None, file=None, raw=True, model="w2v", **paramet
     for name, value in parameters.items():
         message.parameters[name].string_param = value
     return message
-
-
-def outputs(response: oip_pb.ModelInferResponse) -> dict[str, np.ndarray]:
-    """The response's tensors, raw or typed."""
-    out = {}
-    for i, t in enumerate(response.outputs):
-        if response.raw_output_contents and t.datatype == "BYTES":
-            data, items, offset = response.raw_output_contents[i], [], 0
-            while offset < len(data):
-                (n,) = struct.unpack_from("<I", data, offset)
-                items.append(data[offset + 4 : offset + 4 + n])
-                offset += 4 + n
-            out[t.name] = np.array(items, dtype=object).reshape(t.shape)
-        elif response.raw_output_contents:
-            out[t.name] = np.frombuffer(response.raw_output_contents[i], dtype="<f4").reshape(t.shape)
-        else:
-            field = "bytes_contents" if t.datatype == "BYTES" else "fp32_contents"
-            out[t.name] = np.array(list(getattr(t.contents, field)), dtype=object).reshape(t.shape)
-    return out
 
 
 def assert_same(got: dict, expected: pb.RecognizeResponse) -> None:

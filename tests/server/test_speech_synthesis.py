@@ -16,6 +16,7 @@ from modelplex.tasks.speech_synthesis.settings import SpeechSynthesisSettings
 from modelplex.testing import running_server
 from modelplex_client.pb import speech_synthesis_pb2 as pb
 from modelplex_client.pb import speech_synthesis_pb2_grpc as pb_grpc
+from oip_tensors import outputs as _oip_outputs
 from probe_plugin import PLUGINS as PROBE_PLUGINS
 from probe_plugin import probe_model
 from tts_models import RECORDERS, load_in_process, offline, recorded_plugin, save_tacotron, tts_model
@@ -316,18 +317,6 @@ def _oip_request(text: bytes, **inputs) -> object:
         speed = request.inputs.add(name="speaking_rate", datatype="FP32", shape=[1])
         speed.contents.fp32_contents.append(inputs["speed"])
     return request
-
-
-def _oip_outputs(response) -> dict[str, np.ndarray]:
-    out = {}
-    for i, tensor in enumerate(response.outputs):
-        dtype = {"FP32": "<f4", "INT32": "<i4"}[tensor.datatype]
-        if response.raw_output_contents:
-            out[tensor.name] = np.frombuffer(response.raw_output_contents[i], dtype=dtype).reshape(tensor.shape)
-        else:
-            field = {"FP32": "fp32_contents", "INT32": "int_contents"}[tensor.datatype]
-            out[tensor.name] = np.array(list(getattr(tensor.contents, field)), dtype=dtype).reshape(tensor.shape)
-    return out
 
 
 @pytest.mark.parametrize("inputs", [{}, {"rate": 16000, "speed": 2.0}])
