@@ -237,3 +237,24 @@ def test_a_model_that_fails_to_load_at_startup_is_named_in_the_error(tmp_path):
         with running_server({"models": models}):
             pass
     assert "junk.pt" in str(info.value)
+
+
+def test_a_models_runtime_is_built_off_the_event_loop(probe_server, monkeypatch):
+    """A runtime may read files as it is built (a beam decoder's LM): never on the loop."""
+    from modelplex.tasks.classification.runtime import ClassificationRuntime
+
+    built: list[bool] = []
+    init = ClassificationRuntime.__init__
+
+    def recording_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(asyncio._get_running_loop() is not None)  # noqa: SLF001 - is a loop running here?
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassificationRuntime, "__init__", recording_init)
+    server = probe_server()
+    from modelplex.server.config import ModelConfig
+
+    server.call(server.server.registry.load(ModelConfig.model_validate(probe_model("off-loop"))))
+    assert built == [False]
+    with Client(server.address, timeout=30) as client:
+        assert [m.name for m in client.list_models()] == ["off-loop"]

@@ -279,6 +279,12 @@ def test_finals_through_grpc_are_the_in_process_beam_search_and_follow_the_lm(be
     audio = linear16(clip(seed=0, utterances=2))
     samples = from_linear16(audio)
     with running_server({"models": models}) as server:
+        from modelplex_client import Client
+        from modelplex_client.pb import speech_recognition_pb2
+
+        with Client(server.address) as client:
+            info = speech_recognition_pb2.SpeechRecognitionInfo()
+            assert client.get_model("one").task_info.Unpack(info) and info.decoder == "beam"
         by_lm = {}
         for name in ("one", "ten"):
             finals, everything = _finals(server.address, name, audio)

@@ -126,3 +126,4 @@ def test_model_info_says_how_it_streams(server):
         client.get_model("seg").task_info.Unpack(info)
     assert not info.streaming and info.interim_interval_ms == 500 and info.sample_rate_hz == 16000
     assert np.isclose(info.max_segment_ms, 30_000) and info.vad in ("silero", "energy")
+    assert info.decoder == ""  # a whole-segment model decodes itself
