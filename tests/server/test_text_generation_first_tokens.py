@@ -85,3 +85,37 @@ def test_a_joining_stream_gets_its_first_token_before_the_running_ones_decode(se
         server.call(registry.unload(name))
     assert [t for c in a_chunks for t in c.token_ids] == reference(folder, "hello world", 24)
     assert [t for c in b_chunks for t in c.token_ids] == reference(folder, "the quick brown fox", 12)
+
+
+def test_a_model_that_declines_prefill_leaves_the_newcomers_to_step(server):
+    """prefill() returning None (the interface's default) is no error: the joining stream is
+    stepped with the running ones and still gets the tokens it gets alone."""
+    from modelplex.server.config import ModelConfig
+    from text_models import model_dirs
+
+    registry = server.server.registry
+    config = {"spec": "gpt2", "name": "declines", "devices": ["cpu"], "weights": str(model_dirs()["gpt2"])}
+    server.call(registry.load(ModelConfig.model_validate(config)))
+    generator = registry.describe("declines").instances[0].model
+    asked: list[int] = []
+
+    def declining_prefill(sequences):  # type: ignore[no-untyped-def]
+        asked.append(len(sequences))
+
+    generator.prefill = declining_prefill
+
+    async def main():
+        async with AsyncClient(server.address, timeout=60) as client:
+            a = client.generate("hello world", model="declines", max_new_tokens=40, ignore_eos=True)
+            head = [await a.__anext__()]
+            b = await collect(client.generate("the quick brown fox", model="declines", max_new_tokens=12))
+            return head + await collect(a), b
+
+    try:
+        a_chunks, b_chunks = asyncio.run(main())
+    finally:
+        del generator.prefill
+        server.call(registry.unload("declines"))
+    assert asked  # b joined while a ran, and the model was asked
+    assert [t for c in a_chunks for t in c.token_ids] == reference("gpt2", "hello world", 40)
+    assert [t for c in b_chunks for t in c.token_ids] == reference("gpt2", "the quick brown fox", 12)

@@ -159,20 +159,23 @@ class Decoder:
                 events.append((s, self._error(e)))
                 continue
             admitted.append(s)
-        if emit is not None and running and admitted and type(model).prefill is not TextGenerator.prefill:
+        if emit is not None and running and admitted:
             first: list[Event] = []
+            declined: list[bool] = []
+
+            def prefill() -> Sequence[NextToken | Exception | None]:
+                out = model.prefill([s.sequence for s in admitted])
+                if out is None:  # the model leaves them to step() after all
+                    declined.append(True)
+                    return [None] * len(admitted)
+                return out
+
             prefilled = run_step(
-                self.name,
-                model,
-                admitted,
-                lambda: model.prefill([s.sequence for s in admitted]) or (),
-                release=self.release,
-                events=first,
-                what="sequences",
+                self.name, model, admitted, prefill, release=self.release, events=first, what="sequences"
             )
             if prefilled is None:  # the prefill failed: the joiners ended with its error
                 admitted = []
-            else:
+            elif not declined:
                 self._take(model, admitted, prefilled, first)
                 # Still prefilling (a long prompt in chunks): its next chunk is the next step's.
                 admitted = [s for s, t in zip(admitted, prefilled, strict=True) if t is not None and not s.done]
