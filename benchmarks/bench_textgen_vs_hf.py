@@ -25,6 +25,7 @@ model and these prompts in the runs so far).
 
     python benchmarks/bench_textgen_vs_hf.py              # ~10 minutes on 2 CPU cores
     python benchmarks/bench_textgen_vs_hf.py --quick      # a tiny model, one round: the plumbing
+    python benchmarks/bench_textgen_vs_hf.py --device cuda:0 --streams 1 4 16 64   # on a GPU
 
 Needs ``transformers[serving]`` (FastAPI, uvicorn; the ``transformers`` CLI) and ``openai``.
 """
@@ -111,13 +112,13 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 @contextlib.contextmanager
-def hf_server(work: Path, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def hf_server(work: Path, folder: Path, device: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``transformers serve --continuous-batching`` on ``folder``, offline, in its own process;
     yields its base URL."""
     port = free_port()
     log = work / "transformers-serve.log"
     cli = Path(c.PY).parent / "transformers"
-    argv = [str(cli), "serve", "--continuous-batching", "--device", "cpu", "--host", "127.0.0.1"]
+    argv = [str(cli), "serve", "--continuous-batching", "--device", device, "--host", "127.0.0.1"]
     # Its default sizes the paged KV cache from the machine's memory: it took 13 GB of this
     # 23 GB machine and growing; 256 blocks of 32 tokens (8,192 tokens, 150 MB for this model)
     # hold 16 streams' 80 tokens many times over.
@@ -184,14 +185,14 @@ def in_process(model: Any, tokenizer: Any, n: int, vocab: int, offset: int) -> t
     (a 1-token generate of the batch), tokens per row)."""
     import torch
 
-    ids = torch.tensor([tokenizer(prompt(offset + i, vocab))["input_ids"] for i in range(n)])
+    ids = torch.tensor([tokenizer(prompt(offset + i, vocab))["input_ids"] for i in range(n)]).to(model.device)
     kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=vocab - 1)
     with torch.inference_mode():
         t0 = time.perf_counter()
-        model.generate(ids, max_new_tokens=1, **kwargs)
+        model.generate(ids, max_new_tokens=1, **kwargs).cpu()  # .cpu(): waits for the device
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, **kwargs)
+        out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, **kwargs).cpu()
         wall = time.perf_counter() - t0
     return n * NEW / wall, first, [out.shape[1] - ids.shape[1]] * n
 
@@ -200,8 +201,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a tiny model and one round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="where both servers and the in-process model run (cpu, cuda:0)")
+    p.add_argument("--streams", type=int, nargs="+", default=list(STREAMS), help="streams started together")
     c.add_run_arguments(p)
     args = p.parse_args()
+    streams = sorted(set(args.streams) | {1})
     shape = "tiny" if args.quick else "distilgpt2"
     rounds = 1 if args.quick else args.rounds
     vocab = SHAPES[shape]["vocab_size"]
@@ -214,12 +218,13 @@ def main() -> None:
     with c.workdir() as work:
         folder = build(work / "model", shape)
         door = free_port()
-        entry = dict(name="lm", spec="causal-lm", weights=str(folder), devices=["cpu"], max_batch_size=16)
+        entry = dict(name="lm", spec="causal-lm", weights=str(folder), devices=[args.device])
+        entry["max_batch_size"] = max(streams)
         toml = c.config_toml(dict(entry, max_new_tokens=256)) + f"\n[server.front_doors]\nopenai = {door}\n"
-        model = AutoModelForCausalLM.from_pretrained(folder).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder).eval().to(args.device)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         monitor = c.NoiseMonitor(args.wait_quiet)
-        with hf_server(work, folder) as (hf_url, hf_proc), c.modelplex_server(work, toml) as server:
+        with hf_server(work, folder, args.device) as (hf_url, hf_proc), c.modelplex_server(work, toml) as server:
             wait_http(f"http://127.0.0.1:{door}/v1/models", server.proc, server.log_path)  # type: ignore[arg-type]
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)  # the gRPC aio client binds to the loop it is made on
@@ -246,7 +251,7 @@ def main() -> None:
 
                 def one_round(r: int = r) -> dict[tuple[str, int], tuple[float, float, list[int]]]:
                     out = {}
-                    for n in c.alternate(list(STREAMS), r):
+                    for n in c.alternate(streams, r):
                         for name in c.alternate([*configs, "in-process generate"], r):
                             offset = 1000 * r + 100 * n
                             if name == "in-process generate":
@@ -267,9 +272,9 @@ def main() -> None:
         key: (statistics.median(v[0] for v in vals), statistics.median(v[1] for v in vals))
         for key, vals in results.items()
     }
-    short = {name: sum(t < NEW for n in STREAMS for v in results[name, n] for t in v[2]) for name in names}
+    short = {name: sum(t < NEW for n in streams for v in results[name, n] for t in v[2]) for name in names}
     rows = []
-    for n in STREAMS:
+    for n in streams:
         hf_rate, hf_ttft = med["transformers serve (HTTP)", n]
         for name in names:
             rate, ttft = med[name, n]
@@ -284,11 +289,12 @@ def main() -> None:
                     f"{rate / med[names[-1], n][0]:.2f}",
                 ]
             )
-    scale = {name: med[name, 16][0] / med[name, 1][0] for name in names}
+    most = streams[-1]
+    scale = {name: med[name, most][0] / med[name, 1][0] for name in names}
     report = "\n\n".join(
         [
-            f"## modelplex against `transformers serve --continuous-batching` ({shape}, greedy, {NEW} tokens, "
-            f"{rounds} round(s), medians)",
+            f"## modelplex against `transformers serve --continuous-batching` ({shape} on {args.device}, greedy, "
+            f"{NEW} tokens, {rounds} round(s), medians)",
             c.table(
                 [
                     "streams",
@@ -301,7 +307,7 @@ def main() -> None:
                 ],
                 rows,
             ),
-            "16 streams ÷ 1 stream, tokens/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in scale.items()),
+            f"{most} streams ÷ 1 stream, tokens/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in scale.items()),
             "streams that ended before 64 tokens: " + ", ".join(f"{k} {v}" for k, v in short.items()),
             f"the three gave the same greedy text for one prompt: {'yes' if same else 'NO'}",
             f"warm-up (both servers, 2 streams each; Hugging Face's first call sets its cache up): {setup:.1f} s",
@@ -311,6 +317,7 @@ def main() -> None:
     payload = {
         "machine": c.machine_info([c.Tree(c.ROOT)]),
         "shape": shape,
+        "device": args.device,
         "results": {f"{k[0]} x{k[1]}": v for k, v in results.items()},
         "noise": noise,
         "same_text": same,

@@ -34,20 +34,20 @@ def w2v_model(name: str = "w2v", **fields: object) -> dict[str, object]:
 _HF: dict[str, object] = {}
 
 
-def hf_decode(samples: np.ndarray) -> str:
+def hf_decode(samples: np.ndarray, device: str = "cpu") -> str:
     """The offline greedy decode of one segment with transformers alone: the processor's
-    features, the model's logits, argmax, the tokenizer's own CTC decoding."""
+    features, the model's logits (on ``device``), argmax, the tokenizer's own CTC decoding."""
     import torch
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    if not _HF:
+    if device not in _HF:
         path = speech_dirs()["w2v"]
         _HF["processor"] = Wav2Vec2Processor.from_pretrained(path)
-        _HF["model"] = Wav2Vec2ForCTC.from_pretrained(path).eval()
-    processor, model = _HF["processor"], _HF["model"]
+        _HF[device] = Wav2Vec2ForCTC.from_pretrained(path).eval().to(device)
+    processor, model = _HF["processor"], _HF[device]
     inputs = processor(samples, sampling_rate=16000, return_tensors="pt")
     with torch.inference_mode():
-        ids = model(inputs["input_values"]).logits[0].argmax(-1)
+        ids = model(inputs["input_values"].to(device)).logits[0].argmax(-1).cpu()
     # The tokenizer's CTC decoding (groups repeats, drops the pad token, "|" becomes a space);
     # special tokens other than the pad come out as text, which no transcript holds.
     text = processor.decode(ids)

@@ -172,9 +172,9 @@ def tts_model(name: str, spec: str, weights: Path, **settings: Any) -> dict[str,
     }
 
 
-def load_in_process(spec: str, weights: Path, **settings: Any):  # type: ignore[no-untyped-def]
-    """The same model, loaded in this thread through the plugin's factory (the reference),
-    with the task's default settings (its batch size sets the decoder's padding)."""
+def load_in_process(spec: str, weights: Path, *, device: str = "cpu", **settings: Any):  # type: ignore[no-untyped-def]
+    """The same model, loaded in this thread through the plugin's factory (the reference) on
+    ``device``, with the task's default settings (its batch size sets the decoder's padding)."""
     from modelplex import LoadContext, WeightsChoice, WeightsSource
     from modelplex.tasks.speech_synthesis.settings import SpeechSynthesisSettings
     from modelplex_tts.plugin import build_specs
@@ -186,7 +186,7 @@ def load_in_process(spec: str, weights: Path, **settings: Any):  # type: ignore[
         found,
         found.variant(None),
         WeightsChoice(WeightsSource.CHECKPOINT, weights),
-        "cpu",
+        device,
         TTSSettings(**{**SETTINGS, **settings}),
         SpeechSynthesisSettings(),
     )
