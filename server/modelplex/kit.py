@@ -4,11 +4,14 @@
   ``torch.nn.Module`` (device, eval mode, checkpoint, preprocessing, batching, top-k, unload).
 - :class:`TorchModule`: ``unload`` and ``memory_bytes`` for any task model whose weights are one
   ``torch.nn.Module`` in ``self.module`` (``class M(TorchModule, ImageGenerator)``).
+- :func:`prepack_linears`: a float32 module's linear layers on a CPU, run through oneDNN with
+  their weights reordered once (``modelplex.prepack``).
 
 Importing this module imports no torch: the kits import it when a model loads.
 """
 
+from modelplex.prepack import prepack_linears
 from modelplex.tasks.base import TorchModule
 from modelplex.tasks.classification.kit import TorchClassifier, torch_classifier
 
-__all__ = ["TorchClassifier", "TorchModule", "torch_classifier"]
+__all__ = ["TorchClassifier", "TorchModule", "prepack_linears", "torch_classifier"]

@@ -69,6 +69,7 @@ def test_settings_are_validated():
 
     assert TextSettings().model_dump() == {
         "dtype": "float32",
+        "cpu_prepack": True,
         "hub_id": None,
         "context_length": None,
         "chat_template": None,

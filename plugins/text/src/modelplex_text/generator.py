@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from modelplex import InvalidInputError, LoadContext, ModelLoadError, NextToken, SamplingParams, TextGenerator
+from modelplex.kit import prepack_linears
 from modelplex.tasks.text_generation import ChatMessage
 from modelplex_text import checks
 from modelplex_text.causal import CausalEngine, CausalSequence
@@ -81,6 +82,10 @@ class HFTextGenerator(TextGenerator):
         self.eos_token_ids = tuple(sorted(self._eos))
         self.bos_token_id = self.tokenizer.bos_token_id
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        if self.settings.cpu_prepack and self.device.type == "cpu":
+            rows = int(getattr(self.ctx.task_settings, "max_batch_size", 16))
+            packed = prepack_linears(self.model, rows=rows)
+            log.info("model %r: %d linear layers packed for oneDNN", self.ctx.model_name, packed)
         self._template = chat_template(self.tokenizer, self.settings.chat_template, self.settings.chat_template_file)
         self.has_chat_template = self._template is not None
         self._bytes = TokenBytes(self.tokenizer)

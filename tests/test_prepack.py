@@ -1,0 +1,85 @@
+"""modelplex.kit.prepack_linears: which layers it swaps, which it leaves, and that the swapped
+module computes what the plain one does (float32, to rounding) for any number of rows."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from modelplex import prepack
+from modelplex.kit import prepack_linears
+
+
+class Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers.pytorch_utils import Conv1D
+
+        self.linear = torch.nn.Linear(24, 32)
+        self.no_bias = torch.nn.Linear(32, 40, bias=False)
+        self.conv1d = Conv1D(16, 40)  # GPT-2's transposed linear: weight (40, 16)
+        self.attention = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+        self.hooked = torch.nn.Linear(16, 16)
+        self.hooked.register_forward_hook(lambda module, args, out: out * 2)
+        self.in_float64 = torch.nn.Linear(16, 8).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1d(self.no_bias(torch.relu(self.linear(x))))
+        h = self.attention(h, h, h, need_weights=False)[0]
+        return self.in_float64(self.hooked(h).double()).float()
+
+
+def test_the_swapped_module_equals_the_plain_one_for_any_rows():
+    torch.manual_seed(0)
+    block = Block().eval()
+    inputs = [torch.randn(rows, 5, 24) for rows in (1, 3, 16, 40)]
+    with torch.inference_mode():
+        want = [block(x) for x in inputs]
+        swapped = prepack_linears(block, rows=16)
+        got = [block(x) for x in inputs]
+    # linear, no_bias, conv1d: not the attention's own projection (a Linear subclass its owner
+    # reads), not the hooked layer, not the float64 one.
+    assert swapped == 3
+    assert type(block.linear).__name__ == type(block.conv1d).__name__ == "_PackedLinear"
+    assert type(block.attention.out_proj) is torch.nn.modules.linear.NonDynamicallyQuantizableLinear
+    assert type(block.hooked) is torch.nn.Linear and type(block.in_float64) is torch.nn.Linear
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_packed_layer_shows_the_weight_shape_dtype_and_device_a_model_reads():
+    layer = torch.nn.Sequential(torch.nn.Linear(12, 20))
+    prepack_linears(layer)
+    packed = layer[0]
+    assert (packed.weight.shape, packed.weight.dtype, packed.weight.device.type) == ((20, 12), torch.float32, "cpu")
+    assert (packed.in_features, packed.out_features) == (12, 20)
+    # The packed weight is a buffer (counted by memory reports) and is not saved.
+    assert sum(t.numel() for t in layer.buffers()) == 20 * 12 + 20
+    assert layer.state_dict() == {}
+
+
+def test_nothing_is_swapped_where_this_torch_cannot_pack(monkeypatch, caplog):
+    monkeypatch.setitem(prepack._PROBE, "why", "this PyTorch build has no oneDNN")
+    layer = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with caplog.at_level(logging.INFO, logger="modelplex.prepack"):
+        assert prepack_linears(layer) == 0
+    assert type(layer[0]) is torch.nn.Linear
+    assert "no oneDNN" in caplog.text
+
+
+@pytest.mark.parametrize("prepacked", [True, False])
+def test_a_text_model_packs_on_the_cpu_unless_told_not_to(prepacked):
+    from modelplex.testing import running_server
+    from modelplex_client import Client
+    from text_models import reference, text_model
+
+    model = text_model("m", "gpt2", "gpt2", settings={"cpu_prepack": prepacked})
+    with running_server({"models": [model]}) as server, Client(server.address, timeout=60) as client:
+        generator = server.server.registry.describe("m").instances[0].model
+        kinds = {type(m).__name__ for m in generator.model.modules()}
+        assert ("_PackedLinear" in kinds) is prepacked
+        assert ("Conv1D" in kinds) is not prepacked
+        out = client.complete("hello world", model="m", max_new_tokens=12)
+        assert list(out.token_ids) == reference("gpt2", "hello world", 12)
