@@ -14,7 +14,9 @@ cores (torch's default threads), the clients in this one:
 * modelplex (the text plugin's ``causal-lm``, ``max_batch_size = 16``): its gRPC ``Generate``
   stream (``AsyncClient.generate``), and its own OpenAI door (``/v1/completions``, streamed,
   the same SDK calls as for Hugging Face's);
-* in-process ``model.generate`` on the same prompts as one batch: the floor.
+* in-process ``model.generate`` on the same prompts as one batch: the floor; and the same on a
+  copy of the model whose linear layers are packed for oneDNN, as the server's are on a CPU
+  (``cpu_prepack``): the floor for the same arithmetic.
 
 Greedy, 64 new tokens, N = 1, 4 and 16 streams started together; per configuration and round:
 tokens/s (N x 64 over the wall time of the N streams) and the median time to first token (the
@@ -56,6 +58,9 @@ WINDOW = 2304
 NEW = 64
 STREAMS = (1, 4, 16)
 PROMPT_TOKENS = 16
+IN_PROCESS = ("in-process generate", "in-process generate, packed linears")
+"""``model.generate`` as transformers ships it, and on the same model with its linear layers
+packed for oneDNN (``modelplex.kit.prepack_linears``, what the text plugin does on a CPU)."""
 
 
 def build(folder: Path, shape: str) -> Path:
@@ -213,6 +218,7 @@ def main() -> None:
     from openai import AsyncOpenAI
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from modelplex.kit import prepack_linears
     from modelplex_client import AsyncClient
 
     with c.workdir() as work:
@@ -222,6 +228,10 @@ def main() -> None:
         entry["max_batch_size"] = max(streams)
         toml = c.config_toml(dict(entry, max_new_tokens=256)) + f"\n[server.front_doors]\nopenai = {door}\n"
         model = AutoModelForCausalLM.from_pretrained(folder).eval().to(args.device)
+        # The same math as the server's on a CPU: its linear layers packed for oneDNN (cpu_prepack).
+        packed = AutoModelForCausalLM.from_pretrained(folder).eval().to(args.device)
+        if not prepack_linears(packed, rows=max(streams)):
+            packed = model
         tokenizer = AutoTokenizer.from_pretrained(folder)
         monitor = c.NoiseMonitor(args.wait_quiet)
         with hf_server(work, folder, args.device) as (hf_url, hf_proc), c.modelplex_server(work, toml) as server:
@@ -245,6 +255,7 @@ def main() -> None:
             texts = [loop.run_until_complete(make(prompt(0, vocab)))[3] for make in configs.values()]
             same = all(t == texts[0] for t in texts)
             in_process(model, tokenizer, 1, vocab, 10_000)
+            in_process(packed, tokenizer, 1, vocab, 10_000)
             monitor.start(server, c.ServerProcess("hf", hf_proc, hf_url, work / "transformers-serve.log"))  # type: ignore[arg-type]
             results: dict[tuple[str, int], list[tuple[float, float, list[int]]]] = {}
             for r in range(rounds):
@@ -252,10 +263,11 @@ def main() -> None:
                 def one_round(r: int = r) -> dict[tuple[str, int], tuple[float, float, list[int]]]:
                     out = {}
                     for n in c.alternate(streams, r):
-                        for name in c.alternate([*configs, "in-process generate"], r):
+                        for name in c.alternate([*configs, *IN_PROCESS], r):
                             offset = 1000 * r + 100 * n
-                            if name == "in-process generate":
-                                out[name, n] = in_process(model, tokenizer, n, vocab, offset)
+                            if name in IN_PROCESS:
+                                chosen = packed if name == IN_PROCESS[1] else model
+                                out[name, n] = in_process(chosen, tokenizer, n, vocab, offset)
                             else:
                                 out[name, n] = loop.run_until_complete(together(configs[name], n, vocab, offset))
                     return out
@@ -267,7 +279,7 @@ def main() -> None:
                 loop.run_until_complete(closing)
             loop.close()
 
-    names = [*configs, "in-process generate"]
+    names = [*configs, *IN_PROCESS]
     med = {
         key: (statistics.median(v[0] for v in vals), statistics.median(v[1] for v in vals))
         for key, vals in results.items()
@@ -286,7 +298,8 @@ def main() -> None:
                     ttft * 1000,
                     f"{rate / hf_rate:.2f}",
                     f"{ttft / hf_ttft:.2f}",
-                    f"{rate / med[names[-1], n][0]:.2f}",
+                    f"{rate / med[IN_PROCESS[0], n][0]:.2f}",
+                    f"{rate / med[IN_PROCESS[1], n][0]:.2f}",
                 ]
             )
     most = streams[-1]
@@ -303,7 +316,8 @@ def main() -> None:
                     "median TTFT, ms",
                     "tokens/s ÷ HF serve",
                     "TTFT ÷ HF serve",
-                    "tokens/s ÷ in-process",
+                    "tokens/s ÷ generate",
+                    "tokens/s ÷ generate, packed",
                 ],
                 rows,
             ),

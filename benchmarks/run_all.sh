@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 WAIT=${WAIT:-300}
-for bench in bench_overhead bench_resnet18 bench_textgen bench_omp_teams; do
+for bench in bench_overhead bench_resnet18 bench_textgen bench_prepack bench_omp_teams; do
   "$PY" "benchmarks/$bench.py" --wait-quiet "$WAIT" "$@"
 done

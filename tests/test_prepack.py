@@ -37,7 +37,7 @@ def test_the_swapped_module_equals_the_plain_one_for_any_rows():
     inputs = [torch.randn(rows, 5, 24) for rows in (1, 3, 16, 40)]
     with torch.inference_mode():
         want = [block(x) for x in inputs]
-        swapped = prepack_linears(block, rows=16)
+        swapped = prepack_linears(block, rows=16, min_weights=0)
         got = [block(x) for x in inputs]
     # linear, no_bias, conv1d: not the attention's own projection (a Linear subclass its owner
     # reads), not the hooked layer, not the float64 one.
@@ -51,7 +51,7 @@ def test_the_swapped_module_equals_the_plain_one_for_any_rows():
 
 def test_a_packed_layer_shows_the_weight_shape_dtype_and_device_a_model_reads():
     layer = torch.nn.Sequential(torch.nn.Linear(12, 20))
-    prepack_linears(layer)
+    prepack_linears(layer, min_weights=0)
     packed = layer[0]
     assert (packed.weight.shape, packed.weight.dtype, packed.weight.device.type) == ((20, 12), torch.float32, "cpu")
     assert (packed.in_features, packed.out_features) == (12, 20)
@@ -64,22 +64,45 @@ def test_nothing_is_swapped_where_this_torch_cannot_pack(monkeypatch, caplog):
     monkeypatch.setitem(prepack._PROBE, "why", "this PyTorch build has no oneDNN")
     layer = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with caplog.at_level(logging.INFO, logger="modelplex.prepack"):
-        assert prepack_linears(layer) == 0
+        assert prepack_linears(layer, min_weights=0) == 0
     assert type(layer[0]) is torch.nn.Linear
     assert "no oneDNN" in caplog.text
 
 
+def test_small_layers_stay_plain():
+    layer = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 1024))
+    assert prepack_linears(layer) == 1  # 65,536 weights stay, 262,144 are packed
+    assert type(layer[0]) is torch.nn.Linear and type(layer[1]).__name__ == "_PackedLinear"
+
+
+@pytest.fixture(scope="module")
+def wide_gpt2(tmp_path_factory):
+    """A GPT-2 512 wide: its layers are over MIN_WEIGHTS (the tests' 32-wide one has none)."""
+    from text_models import save_gpt2
+
+    return save_gpt2(tmp_path_factory.mktemp("wide") / "gpt2", n_embd=512)
+
+
 @pytest.mark.parametrize("prepacked", [True, False])
-def test_a_text_model_packs_on_the_cpu_unless_told_not_to(prepacked):
+def test_a_text_model_packs_on_the_cpu_unless_told_not_to(wide_gpt2, prepacked):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from modelplex.testing import running_server
     from modelplex_client import Client
-    from text_models import reference, text_model
 
-    model = text_model("m", "gpt2", "gpt2", settings={"cpu_prepack": prepacked})
+    model = {"spec": "gpt2", "name": "m", "weights": str(wide_gpt2), "settings": {"cpu_prepack": prepacked}}
     with running_server({"models": [model]}) as server, Client(server.address, timeout=60) as client:
         generator = server.server.registry.describe("m").instances[0].model
-        kinds = {type(m).__name__ for m in generator.model.modules()}
-        assert ("_PackedLinear" in kinds) is prepacked
-        assert ("Conv1D" in kinds) is not prepacked
-        out = client.complete("hello world", model="m", max_new_tokens=12)
-        assert list(out.token_ids) == reference("gpt2", "hello world", 12)
+        kinds = [type(m).__name__ for m in generator.model.modules()]
+        # 2 layers x (c_attn, attn c_proj, c_fc, mlp c_proj), or none; the LM head (a vocabulary
+        # of a few hundred words) is under MIN_WEIGHTS.
+        assert kinds.count("_PackedLinear") == (8 if prepacked else 0)
+        assert kinds.count("Linear") == 1
+        assert kinds.count("Conv1D") == (0 if prepacked else 8)
+        streams = [client.complete(p, model="m", max_new_tokens=12) for p in ("hello world", "a b c")]
+    reference = AutoModelForCausalLM.from_pretrained(wide_gpt2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(wide_gpt2)
+    for prompt, out in zip(("hello world", "a b c"), streams, strict=True):
+        ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+        want = reference.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
+        assert list(out.token_ids) == want[0, ids.shape[1] :].tolist()

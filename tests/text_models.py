@@ -34,7 +34,7 @@ def tokenizer(eos: str = "<|endoftext|>", specials: tuple[str, ...] = (), append
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, model_max_length=10**30, **extra)
 
 
-def save_gpt2(path: Path, *, n_positions: int = 128, seed: int = 1) -> Path:
+def save_gpt2(path: Path, *, n_positions: int = 128, seed: int = 1, n_embd: int = 32) -> Path:
     """A 2-layer GPT-2 with random weights and its tokenizer, saved to ``path``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -45,7 +45,7 @@ def save_gpt2(path: Path, *, n_positions: int = 128, seed: int = 1) -> Path:
     config = GPT2Config(
         vocab_size=len(tok),
         n_positions=n_positions,
-        n_embd=32,
+        n_embd=n_embd,
         n_layer=2,
         n_head=2,
         initializer_range=0.5,
