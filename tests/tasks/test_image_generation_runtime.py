@@ -101,11 +101,12 @@ def test_concurrent_truncations_never_share_a_forward_pass(stub, server):
         request = pb.ImageGenerationGenerateRequest(model="recorder", num_images=2, truncation=truncation)
         results.append(list(stub.Generate(request, timeout=30)))
 
+    # Counted before the calls start: the instance may take the first batch at once.
+    runtime = server.server.registry.describe("recorder").runtime
+    slots_before = runtime.stats.batch_sizes.total
     threads = [threading.Thread(target=call, args=(t,)) for t in (0.5, 1.0, 0.5, 1.0)]
     for t in threads:
         t.start()
-    runtime = server.server.registry.describe("recorder").runtime
-    slots_before = runtime.stats.batch_sizes.total
     # Every request (2 images each) is queued, or in the batch the instance took (which waits
     # for the gate in its first forward pass, whatever truncations it holds).
     _wait(lambda: runtime.queued + (runtime.stats.batch_sizes.total - slots_before) // 2 == 4)
