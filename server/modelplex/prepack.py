@@ -127,9 +127,10 @@ on 2 cores: 24 against 28 us at 1 row, 83 against 61 us at 16 rows for 512 x 512
 22 us and 25 against 31 us for 256 x 256)."""
 
 
-def prepack_linears(module: Any, *, rows: int = 16, min_weights: int = MIN_WEIGHTS) -> int:
+def prepack_linears(module: Any, *, rows: int = 16, min_weights: int | None = None) -> int:
     """Swap the float32 CPU linear layers of ``module`` that have at least ``min_weights``
-    weights (in place, for inference) for :class:`PackedLinear` ones; returns how many were
+    weights (default :data:`MIN_WEIGHTS`) for :class:`PackedLinear` ones, in place, for
+    inference; returns how many were
     swapped (0 where this PyTorch cannot, with the reason logged at INFO). ``rows``: the rows
     per product the reorder is tuned for (a decode step's batch size); products of any other
     number of rows are right too."""
@@ -139,6 +140,7 @@ def prepack_linears(module: Any, *, rows: int = 16, min_weights: int = MIN_WEIGH
     if why is not None:
         log.info("linear layers left unpacked: %s", why)
         return 0
+    least = MIN_WEIGHTS if min_weights is None else min_weights
     swapped = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
@@ -151,7 +153,7 @@ def prepack_linears(module: Any, *, rows: int = 16, min_weights: int = MIN_WEIGH
             else:
                 continue
             if (
-                weight.numel() < min_weights
+                weight.numel() < least
                 or weight.dtype != torch.float32
                 or weight.device.type != "cpu"
                 or child._forward_hooks

@@ -85,6 +85,21 @@ def test_greedy_equals_model_generate_alone_and_batched(family, folders):
     assert run(g, join_every=0) == expected  # all start together
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_with_every_linear_layer_packed_greedy_still_equals_model_generate(family, folders, monkeypatch):
+    """The tiny models' layers are under prepack's size floor; with the floor at 0 every linear
+    layer is packed for oneDNN (as a real model's are on a CPU), and the tokens are those of the
+    plain model's ``generate``."""
+    from modelplex import prepack
+
+    monkeypatch.setattr(prepack, "MIN_WEIGHTS", 0)
+    g = generator(folders[family])
+    kinds = [type(m).__name__ for m in g.model.modules()]
+    assert "_PackedLinear" in kinds and "Linear" not in kinds and "Conv1D" not in kinds
+    expected = expected_tokens(folders[family], g)
+    assert run(g, join_every=3) == expected
+
+
 @pytest.mark.parametrize("family", ["gemma3", "mistral", "llama"])
 def test_long_prompts_prefilled_in_chunks_while_others_decode(family, folders):
     g = generator(folders[family], prefill_chunk_tokens=16)
