@@ -9,6 +9,8 @@ rounds alternate the order of the configurations. Also the product that dominate
 language-model head (rows x 768 times 768 x 50,257), alone. The report gives each time, the
 packed ÷ plain ratio, and each configuration's step cost at N rows ÷ at 1 row (what bounds how
 much continuous batching can gain: 16 rows at 2x one row's cost give 8x one stream's tokens/s).
+Then one frame of a full-size Tacotron 2 decoder (torchaudio's, random weights: both LSTM cells,
+the attention and the projections) for 1, 4 and 16 sentences at once, plain and packed.
 
     python benchmarks/bench_prepack.py            # ~1 minute on 2 CPU cores
     python benchmarks/bench_prepack.py --quick    # a tiny model: the plumbing
@@ -62,6 +64,27 @@ def head_times(head: Any, rows: int, width: int, steps: int) -> list[float]:
     return times
 
 
+def tacotron_frame_times(decoder: Any, rows: int, frames: int) -> list[float]:
+    """One Tacotron 2 decoder frame (prenet, both LSTM cells, attention, projections: torchaudio's
+    ``_Decoder.decode``) for ``rows`` sentences of 60 encoded symbols, ``frames`` times."""
+    import torch
+
+    g = torch.Generator().manual_seed(rows)
+    memory = torch.randn(rows, 60, 512, generator=g)
+    mask = torch.zeros(rows, 60, dtype=torch.bool)
+    times = []
+    with torch.inference_mode():
+        state = list(decoder._initialize_decoder_states(memory))
+        processed = state.pop()
+        frame = decoder._get_go_frame(memory)
+        for _ in range(frames):
+            t0 = time.perf_counter()
+            out = decoder.decode(decoder.prenet(frame), *state, memory, processed, mask)
+            times.append(time.perf_counter() - t0)
+            frame, state = out[0], list(out[2:])
+    return times
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a tiny model, one round")
@@ -85,11 +108,20 @@ def main() -> None:
     swapped = prepack_linears(packed, rows=max(ROWS))
     models = {"plain": plain, "packed": packed}
     vocab, width = config.vocab_size, config.n_embd
+    from torchaudio.models import Tacotron2
+
+    torch.manual_seed(0)
+    size = {} if not args.quick else dict(decoder_rnn_dim=64, attention_rnn_dim=64, prenet_dim=32)
+    decoders = {"plain": Tacotron2(n_symbol=148, **size).eval().decoder}
+    decoders["packed"] = Tacotron2(n_symbol=148, **size).eval().decoder
+    decoders["packed"].load_state_dict(decoders["plain"].state_dict())
+    tacotron_swapped = prepack_linears(decoders["packed"], rows=max(ROWS))
 
     monitor = c.NoiseMonitor(args.wait_quiet)
     monitor.start()
     steps: dict[tuple[str, int], list[float]] = {}
     heads: dict[tuple[str, int], list[float]] = {}
+    frames: dict[tuple[str, int], list[float]] = {}
     for r in range(rounds):
 
         def one_round(r: int = r) -> dict[tuple[str, str, int], list[float]]:
@@ -98,10 +130,11 @@ def main() -> None:
                 for name in c.alternate(list(models), r):
                     out["step", name, rows] = step_times(models[name], rows, vocab, args.steps)
                     out["head", name, rows] = head_times(models[name].lm_head, rows, width, args.steps)
+                    out["frame", name, rows] = tacotron_frame_times(decoders[name], rows, args.steps)
             return out
 
         for (kind, name, rows), times in monitor.guard(one_round).items():
-            (steps if kind == "step" else heads).setdefault((name, rows), []).extend(times)
+            {"step": steps, "head": heads, "frame": frames}[kind].setdefault((name, rows), []).extend(times)
     noise = monitor.sample()
 
     def ms(samples: dict[tuple[str, int], list[float]], name: str, rows: int) -> float:
@@ -138,6 +171,20 @@ def main() -> None:
                 ],
                 table,
             ),
+            f"## A Tacotron 2 decoder frame, plain against packed ({'tiny' if args.quick else 'full size'}, "
+            f"{tacotron_swapped} layers packed: both LSTM cells and the linear layers over the size floor)",
+            c.table(
+                ["sentences", "frame, plain ms", "frame, packed ms", "packed ÷ plain"],
+                [
+                    [
+                        rows,
+                        f"{ms(frames, 'plain', rows):.2f}",
+                        f"{ms(frames, 'packed', rows):.2f}",
+                        f"{ms(frames, 'packed', rows) / ms(frames, 'plain', rows):.2f}",
+                    ]
+                    for rows in ROWS
+                ],
+            ),
             c.noise_line(noise),
         ]
     )
@@ -147,6 +194,7 @@ def main() -> None:
         "packed_layers": swapped,
         "steps": {f"{k[0]} x{k[1]}": v for k, v in steps.items()},
         "heads": {f"{k[0]} x{k[1]}": v for k, v in heads.items()},
+        "tacotron_frames": {f"{k[0]} x{k[1]}": v for k, v in frames.items()},
         "noise": noise,
     }
     c.finish("prepack", args, report, payload)

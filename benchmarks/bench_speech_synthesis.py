@@ -52,6 +52,7 @@ def settings(args: argparse.Namespace, spec: str) -> dict[str, object]:
         "gate_threshold": 1.0,
         "max_frames_per_char": args.frames_per_char,
         "piece_frames": args.piece_frames,
+        "cpu_prepack": not args.no_prepack,
     }
     if spec == "tacotron2-wavernn":  # ~24x slower than real time on a CPU: a short sentence only
         out["max_decoder_steps"] = args.wavernn_frames
@@ -60,7 +61,7 @@ def settings(args: argparse.Namespace, spec: str) -> dict[str, object]:
 
 def toml(args: argparse.Namespace) -> str:
     lines = []
-    for spec in PAIRINGS:
+    for spec in args.pairings:
         s = ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings(args, spec).items())
         s = s.replace("True", "true").replace("False", "false")
         lines += [
@@ -124,11 +125,11 @@ def run_served(args: argparse.Namespace) -> dict[str, list[dict[str, object]]]:
 
     runs: dict[str, list[dict[str, object]]] = {}
     with workdir() as wd, modelplex_server(wd, toml(args)) as server, TTSClient(server.address, timeout=3600) as client:
-        for spec in PAIRINGS:
+        for spec in args.pairings:
             served(client, spec, "Warm up.")
         for _ in range(args.repeats):
-            runs.setdefault("five", []).append(served(client, PAIRINGS[0], FIVE))
-            for spec in PAIRINGS:
+            runs.setdefault("five", []).append(served(client, args.pairings[0], FIVE))
+            for spec in args.pairings:
                 runs.setdefault(spec, []).append(served(client, spec, ONE))
     return runs
 
@@ -148,7 +149,7 @@ def run_in_process(args: argparse.Namespace) -> dict[str, list[dict[str, object]
         return pool.submit(fn, *a, **kw).result()
 
     here(torch.set_num_threads, args.threads)
-    models = {spec: here(in_process, args, spec) for spec in PAIRINGS}
+    models = {spec: here(in_process, args, spec) for spec in args.pairings}
 
     def one(spec: str, text: str) -> dict[str, object]:
         out = here(synthesize, models[spec], text, encoding="float32")
@@ -158,11 +159,11 @@ def run_in_process(args: argparse.Namespace) -> dict[str, list[dict[str, object]
 
     runs: dict[str, list[dict[str, object]]] = {}
     for _ in range(args.repeats):
-        runs.setdefault("five", []).append(one(PAIRINGS[0], FIVE))
-        for spec in PAIRINGS:
+        runs.setdefault("five", []).append(one(args.pairings[0], FIVE))
+        for spec in args.pairings:
             runs.setdefault(spec, []).append(one(spec, ONE))
     mel = torch.randn(80, 43) - 5  # 0.5 s of frames
-    for spec in PAIRINGS:
+    for spec in args.pairings:
         vocoder = models[spec].vocoder
         start = time.perf_counter()
         audio = here(vocoder.vocode, mel, torch.Generator().manual_seed(0))
@@ -189,8 +190,13 @@ def main() -> None:
         help="torch threads of each instance, served and in process (default 1: on a busy 2-core machine "
         "a 2-thread OpenMP team waits for a core at every parallel region and runs many times slower)",
     )
+    p.add_argument(
+        "--pairings", nargs="+", choices=PAIRINGS, default=list(PAIRINGS), help="(Griffin-Lim always runs first)"
+    )
+    p.add_argument("--no-prepack", action="store_true", help="cpu_prepack = false: PyTorch's own products")
     p.add_argument("--in-process-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.pairings = [PAIRINGS[0], *(x for x in PAIRINGS[1:] if x in args.pairings)]
     if args.in_process_worker:
         print(json.dumps(run_in_process(args)))
         return
@@ -211,7 +217,7 @@ def main() -> None:
     rows.append("| pairing | RTF served | RTF in process | served / in process | vocoder alone RTF (in process) |")
     rows.append("|---|---|---|---|---|")
     vocoders = {r["spec"]: float(r["rtf"]) for r in local["vocoder"]}
-    for spec in PAIRINGS:
+    for spec in args.pairings:
         rs = statistics.median(float(r["total"]) / float(r["audio_s"]) for r in remote[spec])
         rl = statistics.median(float(r["total"]) / float(r["audio_s"]) for r in local[spec])
         rows.append(f"| {spec} | {rs:.2f} | {rl:.2f} | {rs / rl:.3f} | {vocoders[spec]:.2f} |")

@@ -106,3 +106,21 @@ def test_a_text_model_packs_on_the_cpu_unless_told_not_to(wide_gpt2, prepacked):
         ids = torch.tensor([tokenizer(prompt)["input_ids"]])
         want = reference.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
         assert list(out.token_ids) == want[0, ids.shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_packed_lstm_cell_equals_the_plain_one(bias):
+    torch.manual_seed(1)
+    holder = torch.nn.Sequential(torch.nn.LSTMCell(24, 32, bias=bias)).eval()
+    cell = holder[0]
+    x, h, c = torch.randn(5, 24), torch.randn(5, 32), torch.randn(5, 32)
+    with torch.inference_mode():
+        want = [cell(x, (h, c)), cell(x), cell(x[0], (h[0], c[0])), cell(x[0])]
+        assert prepack_linears(holder, min_weights=0) == 1
+        packed = holder[0]
+        got = [packed(x, (h, c)), packed(x), packed(x[0], (h[0], c[0])), packed(x[0])]
+    assert type(packed).__name__ == "_PackedLSTMCell"
+    for (gh, gc), (wh, wc) in zip(got, want, strict=True):
+        assert gh.shape == wh.shape and gc.shape == wc.shape
+        torch.testing.assert_close(gh, wh, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gc, wc, rtol=1e-5, atol=1e-5)

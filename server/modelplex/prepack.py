@@ -9,17 +9,23 @@ multiply by it from then on (``torch.ops.mkldnn._reorder_linear_weight`` and
 ``_linear_pointwise``, the pair PyTorch's own compiler uses when it freezes a CPU model).
 Measured here (docs/benchmarks.md §4.2): a step 1.5x faster at 1 row and 2.3x at 16.
 
-:func:`prepack_linears` swaps every ``torch.nn.Linear`` of a module (exactly that class: a
-subclass such as ``nn.MultiheadAttention``'s projection is read by its owner) and every
-``Conv1D`` (the transposed linear of GPT-2 style models in transformers) for a
-:class:`PackedLinear` holding the reordered weight and no other copy: its ``weight`` is the
-packed tensor, whose shape, dtype and device are the layer's (what models read of a layer's
-weight besides multiplying by it) but whose data only oneDNN reads. The arithmetic stays
-float32; only the order of the sums changes, as it does between a 1-row and a 16-row product
-(the outputs differ in the last bits). A layer the swap cannot take is left as it is: one with forward
-hooks, one not in float32 or not on the CPU, and a small one (:data:`MIN_WEIGHTS`), where a
-oneDNN call's overhead is more than it saves. A PyTorch build without oneDNN, or one whose
-packed product does not equal the plain one on a probe, leaves the whole module alone.
+The arithmetic stays float32; only the order of the sums changes, as it does between a 1-row
+and a 16-row product (the outputs differ in the last bits).
+
+:func:`prepack_linears` swaps, for modules holding the reordered weight and no other copy:
+
+* every ``torch.nn.Linear`` (exactly that class: a subclass such as
+  ``nn.MultiheadAttention``'s projection is read by its owner) and every ``Conv1D`` (the
+  transposed linear of GPT-2 style models in transformers) for a :class:`PackedLinear`, whose
+  ``weight`` is the packed tensor: its shape, dtype and device are the layer's (what models
+  read of a layer's weight besides multiplying by it), its data only oneDNN reads;
+* every ``torch.nn.LSTMCell`` (a recurrent decoder's: Tacotron 2's) for a
+  :class:`PackedLSTMCell`, its two products made one.
+
+A layer the swap cannot take is left as it is: one with forward hooks, one not in float32 or
+not on the CPU, and a small one (:data:`MIN_WEIGHTS`), where a oneDNN call's overhead is more
+than it saves. A PyTorch build without oneDNN, or one whose packed product does not equal the
+plain one on a probe, leaves the whole module alone.
 
 Importing this module imports no torch.
 """
@@ -30,7 +36,7 @@ import logging
 import threading
 from typing import Any
 
-__all__ = ["PackedLinear", "prepack_linears"]
+__all__ = ["MIN_WEIGHTS", "PackedLSTMCell", "PackedLinear", "prepack_linears"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def _probe() -> str | None:
     return None
 
 
-def _packed_class() -> type:
+def _packed_classes() -> tuple[type, type]:
     import torch
 
     class _PackedLinear(torch.nn.Module):
@@ -95,7 +101,45 @@ def _packed_class() -> type:
         def extra_repr(self) -> str:
             return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
 
-    return _PackedLinear
+    class _PackedLSTMCell(torch.nn.Module):
+        """``torch.nn.LSTMCell`` with its two products made one, ``[x, h] [W_ih, W_hh]^T``,
+        over a weight held in oneDNN's blocked layout; the gates as PyTorch defines them
+        (input, forget, cell, output)."""
+
+        packed: torch.Tensor
+        bias: torch.Tensor | None
+
+        def __init__(self, cell: torch.nn.LSTMCell, rows: int) -> None:
+            super().__init__()
+            self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
+            with torch.no_grad():
+                weight = torch.cat((cell.weight_ih, cell.weight_hh), 1).contiguous()
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+                bias = (cell.bias_ih + cell.bias_hh).detach() if cell.bias else None
+            self.register_buffer("packed", packed, persistent=False)
+            self.register_buffer("bias", bias, persistent=False)
+
+        def forward(
+            self, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            single = x.dim() == 1
+            if single:
+                x = x.unsqueeze(0)
+                hx = None if hx is None else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+            if hx is None:
+                zeros = x.new_zeros(x.shape[0], self.hidden_size)
+                hx = (zeros, zeros)
+            h, c = hx
+            gates = torch.ops.mkldnn._linear_pointwise(torch.cat((x, h), -1), self.packed, self.bias, "none", [], "")
+            i, f, g, o = gates.chunk(4, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            return (h[0], c[0]) if single else (h, c)
+
+        def extra_repr(self) -> str:
+            return f"{self.input_size}, {self.hidden_size}, packed for oneDNN"
+
+    return _PackedLinear, _PackedLSTMCell
 
 
 _CLASS: list[type] = []
@@ -105,8 +149,16 @@ def PackedLinear(weight: Any, bias: Any, rows: int = 16) -> Any:  # noqa: N802 -
     """A module computing ``x @ weight.T + bias`` from a copy of ``weight`` reordered for
     oneDNN; ``rows`` is the number of rows the reorder is tuned for (any number works)."""
     if not _CLASS:
-        _CLASS.append(_packed_class())
+        _CLASS.extend(_packed_classes())
     return _CLASS[0](weight, bias, rows)
+
+
+def PackedLSTMCell(cell: Any, rows: int = 16) -> Any:  # noqa: N802 - a class, built lazily
+    """A module computing what ``cell`` (a ``torch.nn.LSTMCell``) does, its two products one
+    product by a weight reordered for oneDNN."""
+    if not _CLASS:
+        _CLASS.extend(_packed_classes())
+    return _CLASS[1](cell, rows)
 
 
 def _is_conv1d(module: Any) -> bool:
@@ -150,6 +202,8 @@ def prepack_linears(module: Any, *, rows: int = 16, min_weights: int | None = No
                 weight, bias = child.weight, child.bias
             elif _is_conv1d(child):
                 weight, bias = child.weight.t(), child.bias
+            elif type(child) is torch.nn.LSTMCell:
+                weight, bias = child.weight_ih, None  # (4 hidden, input): its size and dtype
             else:
                 continue
             if (
@@ -160,6 +214,9 @@ def prepack_linears(module: Any, *, rows: int = 16, min_weights: int | None = No
                 or child._forward_pre_hooks
             ):
                 continue
-            setattr(parent, name, PackedLinear(weight, bias, rows))
+            if type(child) is torch.nn.LSTMCell:
+                setattr(parent, name, PackedLSTMCell(child, rows))
+            else:
+                setattr(parent, name, PackedLinear(weight, bias, rows))
             swapped += 1
     return swapped

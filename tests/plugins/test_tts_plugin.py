@@ -76,6 +76,30 @@ def test_every_pairing_and_layout_streams_what_it_synthesizes_in_process(tmp_pat
             assert lengths == [2 * frames * hop + pause, 2 * int(frames / rate + 0.5) * hop + pause], name
 
 
+def test_packed_lstm_cells_and_linear_layers_change_the_audio_by_rounding_only(tmp_path, monkeypatch):
+    """With prepack's size floor at 0 (the tiny models' layers are under it; a full-size
+    Tacotron's LSTM cells are far over it), the decoder's LSTM cells and linear layers are
+    packed for oneDNN: WaveGlow's audio equals the plain model's to rounding (Griffin-Lim's
+    iterations would amplify the rounding), and the server streams what the packed model
+    synthesizes in process."""
+    from modelplex import prepack
+
+    monkeypatch.setattr(prepack, "MIN_WEIGHTS", 0)
+    nvidia = save_tacotron(tmp_path / "nvidia.pt", n_symbol=148, layout="nvidia")
+    extra = {"vocoder_weights": str(save_waveglow(tmp_path / "waveglow.pt")), "max_decoder_steps": 20}
+    packed = load_in_process("tacotron2-waveglow", nvidia, **extra)
+    plain = load_in_process("tacotron2-waveglow", nvidia, cpu_prepack=False, **extra)
+    kinds = [type(m).__name__ for m in packed.decoder.model.modules()]
+    assert kinds.count("_PackedLSTMCell") == 2 and "LSTMCell" not in kinds
+    assert "_PackedLSTMCell" not in {type(m).__name__ for m in plain.decoder.model.modules()}
+    audio = offline(packed, TEXT, encoding="float32").audio
+    want = np.frombuffer(offline(plain, TEXT, encoding="float32").audio, dtype="<f4")
+    np.testing.assert_allclose(np.frombuffer(audio, dtype="<f4"), want, rtol=0, atol=1e-5)
+    with running_server({"models": [tts_model("glow", "tacotron2-waveglow", nvidia, **extra)]}) as server:
+        messages = _stream(server.address, "glow")
+    assert b"".join(m.audio.audio_content for m in messages[1:-1]) == audio
+
+
 def test_a_checkpoint_pairing_without_the_vocoders_weights_fails_to_load_saying_so(tmp_path):
     from modelplex.errors import ModelLoadError
 

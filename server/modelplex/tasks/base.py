@@ -46,7 +46,10 @@ class TorchModule:
 
     def memory_bytes(self) -> int:
         """Bytes of the module's parameters and buffers (0 before load and after unload)."""
-        if self.module is None:
-            return 0
-        tensors = [*self.module.parameters(), *self.module.buffers()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return 0 if self.module is None else module_bytes(self.module)
+
+
+def module_bytes(module: Any) -> int:
+    """Bytes of a ``torch.nn.Module``'s parameters and buffers (each shared tensor once): what
+    its weights take, packed ones (``modelplex.kit.prepack_linears``) included."""
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))

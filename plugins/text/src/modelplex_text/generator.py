@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from modelplex import InvalidInputError, LoadContext, ModelLoadError, NextToken, SamplingParams, TextGenerator
-from modelplex.kit import prepack_linears
+from modelplex.kit import module_bytes, prepack_linears
 from modelplex.tasks.text_generation import ChatMessage
 from modelplex_text import checks
 from modelplex_text.causal import CausalEngine, CausalSequence
@@ -207,7 +207,7 @@ class HFTextGenerator(TextGenerator):
     def memory_bytes(self) -> int:
         if self.model is None:
             return 0
-        return sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
+        return module_bytes(self.model)
 
     # -- text ----------------------------------------------------------------------------------
 

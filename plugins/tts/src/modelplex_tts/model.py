@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from modelplex import LoadContext, ModelLoadError, WeightsSource
+from modelplex.kit import module_bytes, prepack_linears
 from modelplex.tasks.speech_synthesis import AudioPiece, PreparedText, SpeechSynthesizer, SynthesisOptions
 from modelplex_tts.pairing import Pairing
 from modelplex_tts.processors import TextProcessor, text_processor
@@ -96,7 +97,12 @@ class TacotronSynthesizer(SpeechSynthesizer):
         if invariant is None:
             invariant = self.device.startswith("cuda")
         rows = int(getattr(self.ctx.task_settings, "max_batch_size", 1)) if invariant else 0
-        self.decoder = TacotronDecoder(tacotron.to(self.device), self.settings.gate_threshold, rows)
+        tacotron = tacotron.to(self.device)
+        if self.settings.cpu_prepack and self.device == "cpu":
+            modules = [tacotron, getattr(self.vocoder, "model", None)]  # Griffin-Lim has no module
+            packed = sum(prepack_linears(m, rows=max(rows, 1)) for m in modules if isinstance(m, torch.nn.Module))
+            log.info("%s: %d layers packed for oneDNN", self.ctx.model_name, packed)
+        self.decoder = TacotronDecoder(tacotron, self.settings.gate_threshold, rows)
         log.info(
             "%s: Tacotron 2 (%s layout, %s symbols) + %s on %s",
             self.ctx.model_name,
@@ -168,8 +174,7 @@ class TacotronSynthesizer(SpeechSynthesizer):
     def memory_bytes(self) -> int:
         if self.decoder is None or self.vocoder is None:
             return 0
-        taco = sum(p.numel() * p.element_size() for p in self.decoder.model.parameters())
-        return taco + self.vocoder.memory_bytes()
+        return module_bytes(self.decoder.model) + self.vocoder.memory_bytes()
 
     # -- synthesis ----------------------------------------------------------------------------
 

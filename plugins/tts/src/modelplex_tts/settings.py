@@ -43,6 +43,12 @@ class TTSSettings(BaseModel):
     lone sentence's frames (measured, docs/speech-synthesis.md). Off, a sentence batched with
     others differs from itself alone by float rounding in the mel, which Griffin-Lim amplifies
     into audible (though equally valid) differences."""
+    cpu_prepack: bool = True
+    """On a CPU, run the large linear layers and the decoder's LSTM cells through oneDNN with
+    their weights reordered once at load (``modelplex.kit.prepack_linears``): a full-size
+    Tacotron 2 decoder frame takes 0.49x the time for 1 sentence and 0.28x for 4 (2 threads),
+    the Griffin-Lim pairing's real-time factor went from 0.53 to 0.47 (1 thread;
+    docs/speech-synthesis.md). Only the order of float32 sums changes. Off: PyTorch's own."""
     seed: int = Field(default=0, ge=0)
     """Seeds each sentence's generator (pre-net dropout, vocoder noise): the same text and
     settings give the same audio."""

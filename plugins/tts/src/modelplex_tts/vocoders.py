@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from modelplex.kit import module_bytes
 from modelplex_tts.waveglow import WaveGlow
 
 __all__ = ["GriffinLimVocoder", "Vocoder", "WaveGlowVocoder", "WaveRNNVocoder"]
@@ -120,7 +121,7 @@ class WaveRNNVocoder(Vocoder):
         return self
 
     def memory_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return module_bytes(self.model)
 
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -178,7 +179,7 @@ class WaveGlowVocoder(Vocoder):
         return self
 
     def memory_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return module_bytes(self.model)
 
     def _stft(self, audio: torch.Tensor) -> torch.Tensor:
         return torch.stft(audio, 1024, 256, 1024, self.window, center=True, return_complex=True)
