@@ -10,7 +10,8 @@ language-model head (rows x 768 times 768 x 50,257), alone. The report gives eac
 packed ÷ plain ratio, and each configuration's step cost at N rows ÷ at 1 row (what bounds how
 much continuous batching can gain: 16 rows at 2x one row's cost give 8x one stream's tokens/s).
 Then one frame of a full-size Tacotron 2 decoder (torchaudio's, random weights: both LSTM cells,
-the attention and the projections) for 1, 4 and 16 sentences at once, plain and packed.
+the attention and the projections) for 1, 4 and 16 sentences at once, plain and packed; and
+one pass of a base-size Wav2Vec 2.0 (torchaudio's) over 1 and 4 windows of 1.75 s.
 
     python benchmarks/bench_prepack.py            # ~1 minute on 2 CPU cores
     python benchmarks/bench_prepack.py --quick    # a tiny model: the plumbing
@@ -85,6 +86,22 @@ def tacotron_frame_times(decoder: Any, rows: int, frames: int) -> list[float]:
     return times
 
 
+def wav2vec2_times(model: Any, rows: int, reps: int) -> list[float]:
+    """One pass of a Wav2Vec 2.0 CTC model over ``rows`` windows of 1.75 s (a streaming
+    recognizer's default window with its context: 1,000 + 500 + 250 ms)."""
+    import torch
+
+    x = torch.randn(rows, 28_000, generator=torch.Generator().manual_seed(rows))
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a tiny model, one round")
@@ -116,12 +133,23 @@ def main() -> None:
     decoders["packed"] = Tacotron2(n_symbol=148, **size).eval().decoder
     decoders["packed"].load_state_dict(decoders["plain"].state_dict())
     tacotron_swapped = prepack_linears(decoders["packed"], rows=max(ROWS))
+    import torchaudio
+
+    torch.manual_seed(0)
+    params = dict(torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H._params)
+    if args.quick:
+        params["encoder_num_layers"] = 1
+    recognizers = {"plain": torchaudio.models.wav2vec2_model(**params).eval()}
+    recognizers["packed"] = torchaudio.models.wav2vec2_model(**params).eval()
+    recognizers["packed"].load_state_dict(recognizers["plain"].state_dict())
+    w2v_swapped = prepack_linears(recognizers["packed"], rows=1)
 
     monitor = c.NoiseMonitor(args.wait_quiet)
     monitor.start()
     steps: dict[tuple[str, int], list[float]] = {}
     heads: dict[tuple[str, int], list[float]] = {}
     frames: dict[tuple[str, int], list[float]] = {}
+    passes: dict[tuple[str, int], list[float]] = {}
     for r in range(rounds):
 
         def one_round(r: int = r) -> dict[tuple[str, str, int], list[float]]:
@@ -131,10 +159,13 @@ def main() -> None:
                     out["step", name, rows] = step_times(models[name], rows, vocab, args.steps)
                     out["head", name, rows] = head_times(models[name].lm_head, rows, width, args.steps)
                     out["frame", name, rows] = tacotron_frame_times(decoders[name], rows, args.steps)
+                    if rows <= 4:
+                        out["pass", name, rows] = wav2vec2_times(recognizers[name], rows, max(2, args.steps // 4))
             return out
 
         for (kind, name, rows), times in monitor.guard(one_round).items():
-            {"step": steps, "head": heads, "frame": frames}[kind].setdefault((name, rows), []).extend(times)
+            kinds = {"step": steps, "head": heads, "frame": frames, "pass": passes}
+            kinds[kind].setdefault((name, rows), []).extend(times)
     noise = monitor.sample()
 
     def ms(samples: dict[tuple[str, int], list[float]], name: str, rows: int) -> float:
@@ -185,6 +216,21 @@ def main() -> None:
                     for rows in ROWS
                 ],
             ),
+            f"## A Wav2Vec 2.0 pass over 1.75 s windows, plain against packed ({'1 layer' if args.quick else 'base'}, "
+            f"{w2v_swapped} layers packed)",
+            c.table(
+                ["windows", "pass, plain ms", "pass, packed ms", "packed ÷ plain"],
+                [
+                    [
+                        rows,
+                        f"{ms(passes, 'plain', rows):.1f}",
+                        f"{ms(passes, 'packed', rows):.1f}",
+                        f"{ms(passes, 'packed', rows) / ms(passes, 'plain', rows):.2f}",
+                    ]
+                    for rows in ROWS
+                    if rows <= 4
+                ],
+            ),
             c.noise_line(noise),
         ]
     )
@@ -195,6 +241,7 @@ def main() -> None:
         "steps": {f"{k[0]} x{k[1]}": v for k, v in steps.items()},
         "heads": {f"{k[0]} x{k[1]}": v for k, v in heads.items()},
         "tacotron_frames": {f"{k[0]} x{k[1]}": v for k, v in frames.items()},
+        "wav2vec2_passes": {f"{k[0]} x{k[1]}": v for k, v in passes.items()},
         "noise": noise,
     }
     c.finish("prepack", args, report, payload)

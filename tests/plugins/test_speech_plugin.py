@@ -73,7 +73,9 @@ def test_a_torchaudio_bundle_missing_from_the_hub_cache_fails_fast_with_path_and
 def test_a_torchaudio_bundle_with_random_weights_is_its_architecture(tmp_path):
     import torchaudio
 
-    model = SPECS["wav2vec2-base-960h"].factory(context("wav2vec2-base-960h", WeightsChoice(WeightsSource.RANDOM)))
+    # Unpacked: its state dict is the architecture's (packed layers keep only oneDNN's copy).
+    random = WeightsChoice(WeightsSource.RANDOM)
+    model = SPECS["wav2vec2-base-960h"].factory(context("wav2vec2-base-960h", random, cpu_prepack=False))
     model.load()
     bundle = torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H
     assert model.labels == bundle.get_labels() and model.sample_rate == 16000
@@ -88,10 +90,19 @@ def test_a_torchaudio_bundle_with_random_weights_is_its_architecture(tmp_path):
     path = tmp_path / "w2v.pth"
     torch.save(model.module.state_dict(), path)
     loaded = SPECS["wav2vec2-base-960h"].factory(
-        context("wav2vec2-base-960h", WeightsChoice(WeightsSource.CHECKPOINT, path))
+        context("wav2vec2-base-960h", WeightsChoice(WeightsSource.CHECKPOINT, path), cpu_prepack=False)
     )
     loaded.load()
     assert torch.equal(loaded.emissions([x])[0], expected)
+    # By default its linear layers (768 wide) are packed for oneDNN: the same scores, to rounding.
+    packed = SPECS["wav2vec2-base-960h"].factory(
+        context("wav2vec2-base-960h", WeightsChoice(WeightsSource.CHECKPOINT, path))
+    )
+    packed.load()
+    # 12 layers x (q, k, v, out, 2 feed-forward) and the feature projection; the 768 x 32 head is small.
+    assert sum(type(m).__name__ == "_PackedLinear" for m in packed.module.modules()) == 73
+    assert packed.memory_bytes() >= model.memory_bytes()
+    torch.testing.assert_close(packed.emissions([x])[0], expected, rtol=0, atol=1e-4)
 
 
 # -- torchaudio's DeepSpeech ---------------------------------------------------------------

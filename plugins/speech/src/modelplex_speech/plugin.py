@@ -12,7 +12,7 @@ from typing import Any
 
 from modelplex import LoadContext, ModelSpec, Variant, hookimpl
 from modelplex.tasks.speech_recognition import SpeechRecognitionMeta
-from modelplex_speech.settings import DeepSpeechSettings, HFSettings
+from modelplex_speech.settings import BundleSettings, DeepSpeechSettings, HFSettings
 
 __all__ = ["BUNDLES", "build_specs", "register_models"]
 
@@ -88,6 +88,7 @@ def build_specs() -> list[ModelSpec]:
                     ),
                 ),
             ),
+            settings=BundleSettings,
             description=f"Wav2Vec 2.0 CTC, torchaudio.pipelines.{bundle} (weights from the torch hub cache)",
         )
         for name, bundle, lang, params in BUNDLES

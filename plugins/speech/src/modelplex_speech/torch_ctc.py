@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelplex import LoadContext
+from modelplex.kit import prepack_linears
 from modelplex.tasks.base import TorchModule
 from modelplex.tasks.speech_recognition import CTCRecognizer
 
@@ -40,6 +41,8 @@ class TorchCTC(TorchModule, CTCRecognizer):
 
         module = self.build()
         self.module = module.to(torch.device(self.ctx.device)).eval()
+        if getattr(self.ctx.settings, "cpu_prepack", False) and self.ctx.device == "cpu":
+            prepack_linears(self.module, rows=int(getattr(self.ctx.task_settings, "max_batch_size", 1)))
 
     def emissions(self, audio: Sequence[Any]) -> list[Any]:
         import torch
