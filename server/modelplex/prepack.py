@@ -22,6 +22,10 @@ and a 16-row product (the outputs differ in the last bits).
 * every ``torch.nn.LSTMCell`` (a recurrent decoder's: Tacotron 2's) for a
   :class:`PackedLSTMCell`, its two products made one.
 
+oneDNN builds its kernel for each new number of rows once and caches it: a prompt length seen
+for the first time costs a few milliseconds more (a distilgpt2-sized prefill: 33.7 against
+30.0 ms; plain products took 60 ms).
+
 A layer the swap cannot take is left as it is: one with forward hooks, one not in float32 or
 not on the CPU, and a small one (:data:`MIN_WEIGHTS`), where a oneDNN call's overhead is more
 than it saves. A PyTorch build without oneDNN, or one whose packed product does not equal the
