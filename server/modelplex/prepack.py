@@ -168,12 +168,10 @@ def PackedLSTMCell(cell: Any, rows: int = 16) -> Any:  # noqa: N802 - a class, b
 def _is_conv1d(module: Any) -> bool:
     """transformers' ``Conv1D`` (GPT-2, GPT-J's heads...): a linear layer whose weight is
     stored (in, out); recognised by its shape, so this module needs no transformers."""
-    weight = getattr(module, "weight", None)
-    return (
-        type(module).__name__ == "Conv1D"
-        and getattr(weight, "dim", lambda: 0)() == 2
-        and weight.shape[1] == getattr(module, "nf", -1)
-    )
+    if type(module).__name__ != "Conv1D":
+        return False
+    shape = tuple(getattr(getattr(module, "weight", None), "shape", ()))
+    return len(shape) == 2 and shape[1] == getattr(module, "nf", -1)
 
 
 MIN_WEIGHTS = 1 << 18
