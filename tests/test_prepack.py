@@ -124,3 +124,103 @@ def test_a_packed_lstm_cell_equals_the_plain_one(bias):
         assert gh.shape == wh.shape and gc.shape == wc.shape
         torch.testing.assert_close(gh, wh, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(gc, wc, rtol=1e-5, atol=1e-5)
+
+
+def test_unpacking_restores_every_layer_and_weight_exactly():
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(24, 32), Conv1D(16, 32), torch.nn.LSTMCell(16, 8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert prepack_linears(model, min_weights=0) == 3
+    assert model.state_dict() == {}  # the dense weights are gone
+    assert prepack.unpack_linears(model) == 3
+    assert [type(m) for m in model] == [torch.nn.Linear, Conv1D, torch.nn.LSTMCell]
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_layers_are_packed_one_at_a_time_each_dense_weight_released_before_the_next(monkeypatch):
+    """The peak is the model plus one layer, not two models."""
+    import gc
+    import weakref
+
+    model = torch.nn.Sequential(*(torch.nn.Linear(16, 16) for _ in range(5)))
+    refs = [weakref.ref(layer.weight) for layer in model]
+    alive_at_each_pack = []
+    real = prepack.PackedLinear
+
+    def counting(layer, rows):
+        gc.collect()
+        alive_at_each_pack.append(sum(r() is not None for r in refs))
+        return real(layer, rows)
+
+    monkeypatch.setattr(prepack, "PackedLinear", counting)
+    assert prepack_linears(model, min_weights=0) == 5
+    assert alive_at_each_pack == [5, 4, 3, 2, 1]
+
+
+def test_a_layer_shared_by_two_parents_is_packed_once():
+    shared = torch.nn.Linear(8, 8)
+    model = torch.nn.ModuleDict({"a": torch.nn.Sequential(shared), "b": torch.nn.Sequential(shared)})
+    assert prepack_linears(model, min_weights=0) == 1
+    assert model["a"][0] is model["b"][0]
+
+
+def test_fused_owners_replaced_forwards_and_quantized_weights_are_left_alone():
+    torch.manual_seed(3)
+    encoder = torch.nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True).eval()
+    hooked = torch.nn.Linear(16, 16)
+    hooked.forward = lambda x, f=hooked.forward: f(x) + 1  # what accelerate's add_hook_to_module does
+
+    class Quantized(torch.Tensor):  # a tensor subclass, as torchao's quantized weights are
+        pass
+
+    quantized = torch.nn.Linear(16, 16)
+    quantized.weight = torch.nn.Parameter(quantized.weight.detach().as_subclass(Quantized))
+    model = torch.nn.ModuleList([encoder, hooked, quantized])
+    x = torch.randn(2, 5, 16)
+    with torch.inference_mode():
+        want = encoder(x)
+        assert prepack_linears(model, min_weights=0) == 0
+        torch.testing.assert_close(encoder(x), want)  # its fast path would fail on packed weights
+
+
+class ReadsItsWeight(torch.nn.Module):
+    """A model whose code slices a layer's weight (BLOOM does, with slow_but_exact)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 8)
+        self.second = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        return torch.nn.functional.linear(h[:, :4], self.second.weight[:, :4]) + self.second.bias
+
+
+def test_a_check_that_fails_once_packed_undoes_the_packing(caplog):
+    torch.manual_seed(4)
+    model = ReadsItsWeight()
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        want = model(x)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="modelplex.prepack"):
+        assert prepack_linears(model, min_weights=0, check=lambda: model(x)) == 0
+    assert "2 layers packed for oneDNN undone" in caplog.text and "fails" in caplog.text
+    assert type(model.first) is torch.nn.Linear and type(model.second) is torch.nn.Linear
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    with torch.inference_mode():
+        assert torch.equal(model(x), want)
+    # Without a check the packing stands, and the model fails when it runs.
+    assert prepack_linears(model, min_weights=0) == 2
+    with pytest.raises((RuntimeError, NotImplementedError)), torch.inference_mode():
+        model(x)
+
+
+def test_a_check_that_passes_keeps_the_packing():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.randn(3, 8)
+    assert prepack_linears(model, min_weights=0, check=lambda: model(x)) == 2
+    assert type(model[0]).__name__ == "_PackedLinear"

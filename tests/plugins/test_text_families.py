@@ -100,6 +100,23 @@ def test_with_every_linear_layer_packed_greedy_still_equals_model_generate(famil
     assert run(g, join_every=3) == expected
 
 
+def test_a_model_whose_code_reads_its_weights_runs_unpacked(tmp_path, monkeypatch, caplog):
+    """BLOOM with ``slow_but_exact`` slices its layers' weights in its forward, which a packed
+    layer cannot do: the load-time check undoes the packing, and the model serves unpacked."""
+    import logging
+
+    from modelplex import prepack
+
+    monkeypatch.setattr(prepack, "MIN_WEIGHTS", 0)
+    fields = dict(hidden_size=32, n_layer=2, n_head=4, pretraining_tp=2, slow_but_exact=True)
+    folder = save_family("bloom-exact", tmp_path / "bloom", config=("BloomConfig", fields))
+    with caplog.at_level(logging.WARNING, logger="modelplex.prepack"):
+        g = generator(folder)
+    assert "undone" in caplog.text
+    assert "_PackedLinear" not in {type(m).__name__ for m in g.model.modules()}
+    assert run(g, join_every=3) == expected_tokens(folder, g)
+
+
 @pytest.mark.parametrize("family", ["gemma3", "mistral", "llama"])
 def test_long_prompts_prefilled_in_chunks_while_others_decode(family, folders):
     g = generator(folders[family], prefill_chunk_tokens=16)

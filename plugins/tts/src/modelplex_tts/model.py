@@ -99,6 +99,8 @@ class TacotronSynthesizer(SpeechSynthesizer):
         rows = int(getattr(self.ctx.task_settings, "max_batch_size", 1)) if invariant else 0
         tacotron = tacotron.to(self.device)
         if self.settings.cpu_prepack and self.device == "cpu":
+            # Both are this plugin's own known modules (torchaudio's Tacotron 2 and WaveRNN, our
+            # WaveGlow), which call their layers only: no check pass is needed.
             modules = [tacotron, getattr(self.vocoder, "model", None)]  # Griffin-Lim has no module
             packed = sum(prepack_linears(m, rows=max(rows, 1)) for m in modules if isinstance(m, torch.nn.Module))
             log.info("%s: %d layers packed for oneDNN", self.ctx.model_name, packed)
