@@ -92,7 +92,7 @@ def _packed_classes() -> tuple[type, type]:
         packed: torch.Tensor
         bias: torch.Tensor | None
 
-        def __init__(self, layer: torch.nn.Module, rows: int) -> None:
+        def __init__(self, layer: Any, rows: int) -> None:
             super().__init__()
             conv1d = type(layer) is not torch.nn.Linear
             param = layer.weight
@@ -116,7 +116,7 @@ def _packed_classes() -> tuple[type, type]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
-        def unpacked(self) -> torch.nn.Module:
+        def unpacked(self) -> Any:
             """The layer this replaced, its weight restored exactly from the packed copy."""
             (layer,) = self._layer
             dense = self.packed.to_dense()
@@ -135,7 +135,7 @@ def _packed_classes() -> tuple[type, type]:
         packed: torch.Tensor
         bias: torch.Tensor | None
 
-        def __init__(self, cell: torch.nn.LSTMCell, rows: int) -> None:
+        def __init__(self, cell: Any, rows: int) -> None:
             super().__init__()
             self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
             with torch.no_grad():
@@ -165,7 +165,7 @@ def _packed_classes() -> tuple[type, type]:
             h = torch.sigmoid(o) * torch.tanh(c)
             return (h[0], c[0]) if single else (h, c)
 
-        def unpacked(self) -> torch.nn.Module:
+        def unpacked(self) -> Any:
             """The cell this replaced, its two weights restored exactly from the packed copy."""
             (cell,) = self._layer
             dense = self.packed.to_dense()
@@ -268,7 +268,7 @@ def prepack_linears(
         log.info("linear layers left unpacked: %s", why)
         return 0
     least = MIN_WEIGHTS if min_weights is None else min_weights
-    want = None
+    want: Any = None
     if check is not None:
         with torch.inference_mode():
             want = check()
@@ -317,6 +317,6 @@ def unpack_linears(module: Any) -> int:
         child = parent._modules.get(name)
         if isinstance(child, classes):
             if id(child) not in restored:
-                restored[id(child)] = child.unpacked()
+                restored[id(child)] = getattr(child, "unpacked")()  # noqa: B009 - classes made at run time
             setattr(parent, name, restored[id(child)])
     return len(restored)
