@@ -268,6 +268,8 @@ def prepack_linears(
         log.info("linear layers left unpacked: %s", why)
         return 0
     least = MIN_WEIGHTS if min_weights is None else min_weights
+    if not any(_packable(m, least) for m in module.modules()):
+        return 0
     want: Any = None
     if check is not None:
         with torch.inference_mode():
