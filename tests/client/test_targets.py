@@ -41,7 +41,7 @@ def test_the_service_config_balances_and_retries_only_idempotent_calls():
     config = json.loads(service_config())
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     [method] = config["methodConfig"]
-    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
     names = method["name"]
     assert {"service": "modelplex.v1.ImageClassification"} in names
     assert {"service": "inference.GRPCInferenceService", "method": "ModelInfer"} in names

@@ -86,15 +86,20 @@ _IDEMPOTENT = [
 def service_config(*, max_attempts: int = 5) -> str:
     """The gRPC service config of the clients' channels: ``round_robin`` over every address
     of the target (each replica gets its share of the calls), and up to ``max_attempts``
-    tries, with backoff, of an idempotent call that fails UNAVAILABLE. A server-streaming
-    call is retried only until its first response arrives (gRPC's rule), so a stream is
-    never replayed from the start after it has begun."""
+    tries, with backoff, of an idempotent call that fails UNAVAILABLE or CANCELLED. A
+    server-streaming call is retried only until its first response arrives (gRPC's rule), so
+    a stream is never replayed from the start after it has begun.
+
+    CANCELLED is retried because a server that stops gracefully ends with it the calls it had
+    received but not yet started (gRPC core resets their streams when the server shuts down),
+    so another replica can serve them; a call this client cancels itself is never retried
+    (gRPC stops retrying once the application cancels)."""
     retry = {
         "maxAttempts": max_attempts,
         "initialBackoff": "0.1s",
         "maxBackoff": "2s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
+        "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
     }
     return json.dumps(
         {
