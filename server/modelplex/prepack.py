@@ -183,9 +183,11 @@ _CLASS: list[type] = []
 
 
 def _classes() -> list[type]:
-    if not _CLASS:
-        _CLASS.extend(_packed_classes())
-    return _CLASS
+    """The packed classes, made once per process (instances load on threads of their own)."""
+    with _PROBE_LOCK:
+        if not _CLASS:
+            _CLASS.extend(_packed_classes())
+        return _CLASS
 
 
 def PackedLinear(layer: Any, rows: int = 16) -> Any:  # noqa: N802 - a class, built lazily
