@@ -171,6 +171,17 @@ def main() -> None:
     def ms(samples: dict[tuple[str, int], list[float]], name: str, rows: int) -> float:
         return statistics.median(samples[name, rows]) * 1000
 
+    def plain_against_packed(
+        names: list[str], samples: dict[tuple[str, int], list[float]], sizes: list[int] | tuple[int, ...], fmt: str
+    ) -> str:
+        """A table of median ms, plain and packed, and their ratio, per size."""
+        rows = []
+        for n in sizes:
+            plain, packed = ms(samples, "plain", n), ms(samples, "packed", n)
+            rows.append([n, format(plain, fmt), format(packed, fmt), f"{packed / plain:.2f}"])
+        headers = [names[0], f"{names[1]}, plain ms", f"{names[1]}, packed ms", "packed ÷ plain"]
+        return c.table(headers, rows)
+
     table = []
     for rows in ROWS:
         plain_step, packed_step = ms(steps, "plain", rows), ms(steps, "packed", rows)
@@ -204,33 +215,10 @@ def main() -> None:
             ),
             f"## A Tacotron 2 decoder frame, plain against packed ({'tiny' if args.quick else 'full size'}, "
             f"{tacotron_swapped} layers packed: both LSTM cells and the linear layers over the size floor)",
-            c.table(
-                ["sentences", "frame, plain ms", "frame, packed ms", "packed ÷ plain"],
-                [
-                    [
-                        rows,
-                        f"{ms(frames, 'plain', rows):.2f}",
-                        f"{ms(frames, 'packed', rows):.2f}",
-                        f"{ms(frames, 'packed', rows) / ms(frames, 'plain', rows):.2f}",
-                    ]
-                    for rows in ROWS
-                ],
-            ),
+            plain_against_packed(["sentences", "frame"], frames, ROWS, ".2f"),
             f"## A Wav2Vec 2.0 pass over 1.75 s windows, plain against packed ({'1 layer' if args.quick else 'base'}, "
             f"{w2v_swapped} layers packed)",
-            c.table(
-                ["windows", "pass, plain ms", "pass, packed ms", "packed ÷ plain"],
-                [
-                    [
-                        rows,
-                        f"{ms(passes, 'plain', rows):.1f}",
-                        f"{ms(passes, 'packed', rows):.1f}",
-                        f"{ms(passes, 'packed', rows) / ms(passes, 'plain', rows):.2f}",
-                    ]
-                    for rows in ROWS
-                    if rows <= 4
-                ],
-            ),
+            plain_against_packed(["windows", "pass"], passes, [r for r in ROWS if r <= 4], ".1f"),
             c.noise_line(noise),
         ]
     )

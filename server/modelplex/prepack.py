@@ -3,8 +3,8 @@
 ``torch.nn.functional.linear`` on a CPU hands each call to a GEMM that re-reads (and, for a
 few rows, repacks) the whole weight matrix in its own blocked layout every time. A decode
 step of a language model is a few rows times every weight of the model, so that cost is most
-of the step: for a distilgpt2-shaped model on 2 cores, 61 % of a 16-row step is its 25
-matrix products. oneDNN can reorder a weight into its blocked layout once, at load, and
+of the step: for a distilgpt2-shaped model on 2 cores, 83 % of a 16-row step is its 25
+matrix products (43 % the LM head's alone). oneDNN can reorder a weight into its blocked layout once, at load, and
 multiply by it from then on (``torch.ops.mkldnn._reorder_linear_weight`` and
 ``_linear_pointwise``, the pair PyTorch's own compiler uses when it freezes a CPU model).
 Measured here (docs/benchmarks.md §4.2): a step 1.5x faster at 1 row and 2.3x at 16.
