@@ -182,6 +182,26 @@ def save_vae(folder: Path, seed: int = 4) -> tuple[Path, vae.ConvVAE]:
     return path, model
 
 
+SPECS = {"dcgan": "dcgan", "stylegan2": "stylegan2", "biggan": "biggan-deep-128", "vae": "conv-vae"}
+"""Each family's spec name."""
+
+
+def save_every_family(root: Path) -> dict:
+    """One tiny generator of each family saved under ``root``: family -> (weights path, the
+    module, the entry's settings), and ``"latent_avg"``: StyleGAN2's mean latent."""
+    dcgan_path, dcgan = save_dcgan(root / "dcgan")
+    sg2_path, sg2, latent_avg = save_stylegan2(root / "sg2")
+    biggan_dir, biggan = save_biggan(root / "biggan-deep-128")
+    vae_path, vae = save_vae(root / "vae")
+    return {
+        "dcgan": (dcgan_path, dcgan, {"nz": 16, "ngf": 8}),
+        "stylegan2": (sg2_path, sg2, {}),
+        "biggan": (biggan_dir, biggan, {}),
+        "vae": (vae_path, vae, {}),
+        "latent_avg": latent_avg,
+    }
+
+
 def truncated(size: int, g: torch.Generator, truncation: float) -> torch.Tensor:
     """The documented truncated normal: inverse normal CDF of a uniform in [Phi(-2), Phi(2)]."""
     low = torch.special.ndtr(torch.tensor(-2.0, dtype=torch.float64))

@@ -149,18 +149,7 @@ def test_every_tts_pairing_on_cuda_streams_what_it_synthesizes_in_process_on_the
 
 @pytest.fixture(scope="module")
 def generators(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagegen-cuda")
-    dcgan_path, dcgan = im.save_dcgan(root / "dcgan")
-    sg2_path, sg2, latent_avg = im.save_stylegan2(root / "sg2")
-    biggan_dir, biggan = im.save_biggan(root / "biggan-deep-128")
-    vae_path, vae = im.save_vae(root / "vae")
-    return {
-        "dcgan": ("dcgan", dcgan_path, dcgan, {"nz": 16, "ngf": 8}),
-        "stylegan2": ("stylegan2", sg2_path, sg2, {}),
-        "biggan": ("biggan-deep-128", biggan_dir, biggan, {}),
-        "vae": ("conv-vae", vae_path, vae, {}),
-        "latent_avg": latent_avg,
-    }
+    return im.save_every_family(tmp_path_factory.mktemp("imagegen-cuda"))
 
 
 FLOAT32 = ig.ImageOutput(format=ig.IMAGE_FORMAT_FLOAT32)
@@ -173,11 +162,11 @@ def test_every_image_generator_on_cuda_matches_the_cpu_module_and_a_seed_is_stab
     families = ["dcgan", "stylegan2", "biggan", "vae"]
     entries = []
     for family in families:
-        spec, path, _, settings = generators[family]
+        path, _, settings = generators[family]
         entries.append(
             {
                 "name": family,
-                "spec": spec,
+                "spec": im.SPECS[family],
                 "weights": str(path),
                 "devices": [GPU],
                 "settings": {**settings, "dtype": dtype},
@@ -188,7 +177,7 @@ def test_every_image_generator_on_cuda_matches_the_cpu_module_and_a_seed_is_stab
     with running_server({"models": entries}) as server, grpc.insecure_channel(server.address) as channel:
         stub = ig_grpc.ImageGenerationStub(channel)
         for family in families:
-            _, _, net, _ = generators[family]
+            _, net, _ = generators[family]
             request = ig.ImageGenerationGenerateRequest(model=family, num_images=3, seed=11, output=FLOAT32)
             batched = list(stub.Generate(request, timeout=120))
             assert [r.seed for r in batched] == [11, 12, 13]

@@ -30,21 +30,10 @@ ATOL = {"dcgan": 1e-6, "vae": 1e-6, "biggan": 1e-5, "stylegan2": 1e-5}
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagegen")
-    dcgan_path, dcgan = im.save_dcgan(root / "dcgan")
-    sg2_path, sg2, latent_avg = im.save_stylegan2(root / "sg2")
-    biggan_dir, biggan = im.save_biggan(root / "biggan-deep-128")
-    vae_path, vae = im.save_vae(root / "vae")
-    return {
-        "dcgan": (dcgan_path, dcgan, {"nz": 16, "ngf": 8}),
-        "stylegan2": (sg2_path, sg2, {}),
-        "biggan": (biggan_dir, biggan, {}),
-        "vae": (vae_path, vae, {}),
-        "latent_avg": latent_avg,
-    }
+    return im.save_every_family(tmp_path_factory.mktemp("imagegen"))
 
 
-SPECS = {"dcgan": "dcgan", "stylegan2": "stylegan2", "biggan": "biggan-deep-128", "vae": "conv-vae"}
+SPECS = im.SPECS
 
 
 @pytest.fixture(scope="module")
