@@ -51,18 +51,24 @@ def step_times(model: Any, rows: int, vocab: int, steps: int) -> list[float]:
     return times
 
 
+def call_times(module: Any, x: Any, reps: int) -> list[float]:
+    """``module(x)`` once to warm up, then ``reps`` timed calls."""
+    import torch
+
+    times = []
+    with torch.inference_mode():
+        module(x)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            module(x)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def head_times(head: Any, rows: int, width: int, steps: int) -> list[float]:
     import torch
 
-    x = torch.randn(rows, width)
-    times = []
-    with torch.inference_mode():
-        head(x)
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            head(x)
-            times.append(time.perf_counter() - t0)
-    return times
+    return call_times(head, torch.randn(rows, width), steps)
 
 
 def tacotron_frame_times(decoder: Any, rows: int, frames: int) -> list[float]:
@@ -91,15 +97,7 @@ def wav2vec2_times(model: Any, rows: int, reps: int) -> list[float]:
     recognizer's default window with its context: 1,000 + 500 + 250 ms)."""
     import torch
 
-    x = torch.randn(rows, 28_000, generator=torch.Generator().manual_seed(rows))
-    times = []
-    with torch.inference_mode():
-        model(x)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return times
+    return call_times(model, torch.randn(rows, 28_000, generator=torch.Generator().manual_seed(rows)), reps)
 
 
 def main() -> None:
